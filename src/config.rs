@@ -1,0 +1,381 @@
+//! Command line and environment. Every flag also reads `WINDOWKEEPER_<FLAG>`; the two Meta
+//! settings also read `META_APP_SECRET` / `META_VERIFY_TOKEN`. Validation turns flags into
+//! typed settings so the rest of the program never sees a raw string it has to re-check.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::signature::AppSecrets;
+use crate::window::WindowConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "windowkeeper", version, about = "WhatsApp webhooks to Kafka, with messaging window tracking")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receiver and tracker in one process; with no --kafka-brokers, on an embedded broker.
+    Run(RunArgs),
+    /// The HTTP webhook receiver only.
+    Receiver(ReceiverCommand),
+    /// The window tracker only.
+    Tracker(TrackerCommand),
+    /// Print the X-Hub-Signature-256 header value for FILE (or stdin).
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+    #[command(flatten)]
+    pub tracker: TrackerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiverCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TrackerCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub tracker: TrackerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Meta app secret used to sign.
+    #[arg(long, env = "WINDOWKEEPER_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+    /// File to sign; stdin when absent.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "WINDOWKEEPER_ADMIN_LISTEN", default_value = "0.0.0.0:9464")]
+    pub admin_listen: SocketAddr,
+    /// Kafka bootstrap servers (comma-separated).
+    #[arg(long, env = "WINDOWKEEPER_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Topic of normalized inbound events.
+    #[arg(long, env = "WINDOWKEEPER_TOPIC_INBOUND", default_value = "whatsapp.inbound.v1")]
+    pub topic_inbound: String,
+    /// Topic of window events.
+    #[arg(long, env = "WINDOWKEEPER_TOPIC_WINDOW_EVENTS", default_value = "whatsapp.window-events.v1")]
+    pub topic_window_events: String,
+    /// Compacted topic of each contact's current window state.
+    #[arg(long, env = "WINDOWKEEPER_TOPIC_WINDOW_STATE", default_value = "whatsapp.window-state.v1")]
+    pub topic_window_state: String,
+    /// Topic of signed payloads that could not be understood.
+    #[arg(long, env = "WINDOWKEEPER_TOPIC_DEADLETTER", default_value = "whatsapp.deadletter.v1")]
+    pub topic_deadletter: String,
+    /// Partitions of the topics it creates.
+    #[arg(long, env = "WINDOWKEEPER_PARTITIONS", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=10000))]
+    pub partitions: i32,
+    /// Replication factor of the topics it creates.
+    #[arg(long, env = "WINDOWKEEPER_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=32))]
+    pub replication_factor: i32,
+    /// How long a publish may wait for Kafka's acknowledgement before the request gets 503.
+    #[arg(long, env = "WINDOWKEEPER_PUBLISH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "WINDOWKEEPER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiverArgs {
+    /// Webhook HTTP listener.
+    #[arg(long, env = "WINDOWKEEPER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Meta app secret; repeat or comma-separate for rotation (also META_APP_SECRET).
+    #[arg(long, env = "WINDOWKEEPER_APP_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub app_secret: Vec<String>,
+    /// File with app secrets, one a line.
+    #[arg(long, env = "WINDOWKEEPER_APP_SECRET_FILE")]
+    pub app_secret_file: Option<PathBuf>,
+    /// Token of the GET verification handshake (also META_VERIFY_TOKEN).
+    #[arg(long, env = "WINDOWKEEPER_VERIFY_TOKEN", hide_env_values = true)]
+    pub verify_token: Option<String>,
+    /// Largest accepted POST body, in bytes.
+    #[arg(long, env = "WINDOWKEEPER_MAX_BODY", default_value_t = 4_194_304)]
+    pub max_body: usize,
+    /// Most webhook requests handled at once; more wait briefly, then get 503.
+    #[arg(long, env = "WINDOWKEEPER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+    /// Most open client connections; further connections are closed at once.
+    #[arg(long, env = "WINDOWKEEPER_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Time a client gets to send its headers, and then its body.
+    #[arg(long, env = "WINDOWKEEPER_CLIENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// Customer service window length.
+    #[arg(long, env = "WINDOWKEEPER_SERVICE_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub service_window: Duration,
+    /// Free entry point window length.
+    #[arg(long, env = "WINDOWKEEPER_FREE_ENTRY_WINDOW", default_value = "72h", value_parser = parse_duration)]
+    pub free_entry_window: Duration,
+    /// Warnings before a window closes, e.g. 4h,1h,15m.
+    #[arg(long, env = "WINDOWKEEPER_CLOSING_LEAD", value_delimiter = ',', default_value = "1h", value_parser = parse_duration)]
+    pub closing_lead: Vec<Duration>,
+    /// Whether reactions open or refresh the customer service window.
+    #[arg(long, env = "WINDOWKEEPER_REACTIONS_OPEN_WINDOW", default_value_t = false, action = clap::ArgAction::Set)]
+    pub reactions_open_window: bool,
+    /// Tracker consumer group.
+    #[arg(long, env = "WINDOWKEEPER_GROUP_ID", default_value = "windowkeeper-tracker")]
+    pub group_id: String,
+}
+
+/// Durations as `90s`, `15m`, `24h`, `3d` (and combinations humantime accepts).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(raw.trim()).map_err(|e| format!("{e} (use e.g. 90s, 15m, 24h, 3d)"))?;
+    if value.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(value)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--kafka-brokers (or WINDOWKEEPER_KAFKA_BROKERS) is required")]
+    MissingBrokers,
+    #[error("an app secret is required: --app-secret, --app-secret-file, WINDOWKEEPER_APP_SECRET or META_APP_SECRET")]
+    MissingSecret,
+    #[error("a verify token is required: --verify-token, WINDOWKEEPER_VERIFY_TOKEN or META_VERIFY_TOKEN")]
+    MissingVerifyToken,
+    #[error("cannot read --app-secret-file {path}: {source}")]
+    SecretFile { path: PathBuf, source: std::io::Error },
+    #[error("invalid app secret: {0}")]
+    InvalidSecret(String),
+    #[error("--max-body must be at least 1 byte")]
+    ZeroMaxBody,
+    #[error("--{0} must be at least 1")]
+    ZeroLimit(&'static str),
+    #[error("--closing-lead {lead:?} is not shorter than the window it warns about ({window:?})")]
+    LeadTooLong { lead: Duration, window: Duration },
+}
+
+/// Where the Kafka-facing parts connect and what they name.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topics: Topics,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub publish_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub inbound: String,
+    pub window_events: String,
+    pub window_state: String,
+    pub deadletter: String,
+}
+
+impl CommonArgs {
+    pub fn topics(&self) -> Topics {
+        Topics {
+            inbound: self.topic_inbound.clone(),
+            window_events: self.topic_window_events.clone(),
+            window_state: self.topic_window_state.clone(),
+            deadletter: self.topic_deadletter.clone(),
+        }
+    }
+
+    pub fn kafka(&self, embedded_brokers: Option<&str>) -> Result<KafkaSettings, ConfigError> {
+        let brokers = self
+            .kafka_brokers
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .or_else(|| embedded_brokers.map(str::to_owned))
+            .ok_or(ConfigError::MissingBrokers)?;
+        Ok(KafkaSettings {
+            brokers,
+            topics: self.topics(),
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            publish_timeout: self.publish_timeout,
+        })
+    }
+}
+
+/// Validated receiver settings.
+#[derive(Debug, Clone)]
+pub struct ReceiverSettings {
+    pub listen: SocketAddr,
+    pub secrets: AppSecrets,
+    pub verify_token: VerifyToken,
+    pub max_body: usize,
+    pub max_concurrent_requests: usize,
+    pub max_connections: usize,
+    pub client_timeout: Duration,
+}
+
+/// The handshake token; `Debug` never shows it.
+#[derive(Clone)]
+pub struct VerifyToken(String);
+
+impl VerifyToken {
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// Constant-time so the token cannot be probed byte by byte.
+    pub fn matches(&self, candidate: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        // Hashing first makes the comparison independent of the lengths too.
+        let ours = sha2::Sha256::digest(self.0.as_bytes());
+        let theirs = sha2::Sha256::digest(candidate.as_bytes());
+        ours.as_slice().ct_eq(theirs.as_slice()).into()
+    }
+}
+
+impl std::fmt::Debug for VerifyToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifyToken(<redacted>)")
+    }
+}
+
+fn env_fallback(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl ReceiverArgs {
+    pub fn settings(&self) -> Result<ReceiverSettings, ConfigError> {
+        let mut secrets: Vec<String> = self
+            .app_secret
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(path) = &self.app_secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                path: path.clone(),
+                source,
+            })?;
+            secrets.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+        }
+        if secrets.is_empty() {
+            if let Some(fallback) = env_fallback("META_APP_SECRET") {
+                secrets.extend(fallback.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+            }
+        }
+        if secrets.is_empty() {
+            return Err(ConfigError::MissingSecret);
+        }
+        let secrets = AppSecrets::new(secrets).map_err(|e| ConfigError::InvalidSecret(e.to_string()))?;
+        let verify_token = self
+            .verify_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .or_else(|| env_fallback("META_VERIFY_TOKEN"))
+            .ok_or(ConfigError::MissingVerifyToken)?;
+        if self.max_body == 0 {
+            return Err(ConfigError::ZeroMaxBody);
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(ConfigError::ZeroLimit("max-concurrent-requests"));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::ZeroLimit("max-connections"));
+        }
+        Ok(ReceiverSettings {
+            listen: self.listen,
+            secrets,
+            verify_token: VerifyToken::new(verify_token),
+            max_body: self.max_body,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_connections: self.max_connections,
+            client_timeout: self.client_timeout,
+        })
+    }
+}
+
+/// Validated tracker settings.
+#[derive(Debug, Clone)]
+pub struct TrackerSettings {
+    pub windows: WindowConfig,
+    pub group_id: String,
+}
+
+impl TrackerArgs {
+    pub fn settings(&self) -> Result<TrackerSettings, ConfigError> {
+        let shortest = self.service_window.min(self.free_entry_window);
+        if let Some(lead) = self.closing_lead.iter().find(|lead| **lead >= shortest) {
+            return Err(ConfigError::LeadTooLong { lead: *lead, window: shortest });
+        }
+        Ok(TrackerSettings {
+            windows: WindowConfig {
+                service_window_secs: whole_seconds(self.service_window),
+                free_entry_window_secs: whole_seconds(self.free_entry_window),
+                closing_leads_secs: self.closing_lead.iter().map(|d| whole_seconds(*d)).collect(),
+                reactions_open_window: self.reactions_open_window,
+            },
+            group_id: self.group_id.clone(),
+        })
+    }
+}
+
+fn whole_seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_documented_forms() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(259_200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn verify_token_compares_whole_values() {
+        let token = VerifyToken::new("s3cret".into());
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cre"));
+        assert!(!token.matches("s3cret "));
+        assert_eq!(format!("{token:?}"), "VerifyToken(<redacted>)");
+    }
+
+    #[test]
+    fn leads_must_fit_inside_the_windows() {
+        let cli = Cli::try_parse_from(["windowkeeper", "tracker", "--service-window", "6s", "--closing-lead", "6s"])
+            .expect("parses");
+        let Command::Tracker(t) = cli.command else { panic!("tracker") };
+        assert!(matches!(t.tracker.settings(), Err(ConfigError::LeadTooLong { .. })));
+    }
+}

@@ -1,0 +1,174 @@
+//! Identifiers and instants shared along the data path. Newtypes keep a phone number id from
+//! being passed where a customer id is expected, and keep Meta's Unix seconds apart from
+//! durations.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An instant as Meta stamps it: whole seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnixSeconds(pub i64);
+
+impl UnixSeconds {
+    pub fn now() -> Self {
+        Self(chrono::Utc::now().timestamp())
+    }
+
+    /// Meta sends timestamps as decimal strings; some producers send numbers.
+    pub fn parse_meta(value: &serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::String(s) => s.trim().parse().ok().map(Self),
+            serde_json::Value::Number(n) => n.as_i64().map(Self),
+            _ => None,
+        }
+    }
+
+    pub fn plus(self, seconds: i64) -> Self {
+        Self(self.0.saturating_add(seconds))
+    }
+
+    pub fn minus(self, seconds: i64) -> Self {
+        Self(self.0.saturating_sub(seconds))
+    }
+
+    /// RFC 3339 in UTC with a `Z` suffix, as the window events carry it.
+    pub fn to_rfc3339(self) -> String {
+        match chrono::DateTime::from_timestamp(self.0, 0) {
+            Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            None => self.0.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for UnixSeconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Box<str>);
+
+        impl $name {
+            pub fn new(value: impl Into<Box<str>>) -> Self {
+                Self(value.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The business number's id (`metadata.phone_number_id`).
+    PhoneNumberId
+);
+string_id!(
+    /// A customer's phone-number based id (`wa_id`, `from`, `recipient_id`).
+    WaId
+);
+string_id!(
+    /// A business-scoped user id (BSUID), e.g. `US.13491208655302741918`.
+    UserId
+);
+string_id!(
+    /// Meta's id of a message (`wamid....`) or call (`wacid....`).
+    MessageId
+);
+
+/// Who the customer is: the BSUID when the payload has one, else the phone-number id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CustomerId {
+    User(UserId),
+    Phone(WaId),
+}
+
+impl CustomerId {
+    pub fn pick(user_id: Option<UserId>, wa_id: Option<WaId>) -> Option<Self> {
+        user_id.map(Self::User).or(wa_id.map(Self::Phone))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::User(u) => u.as_str(),
+            Self::Phone(w) => w.as_str(),
+        }
+    }
+}
+
+/// The Kafka key of everything about one contact: `<phone_number_id>:<customer id>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContactKey(Box<str>);
+
+impl ContactKey {
+    pub fn new(phone_number_id: &PhoneNumberId, customer: &CustomerId) -> Self {
+        Self(format!("{}:{}", phone_number_id.as_str(), customer.as_str()).into())
+    }
+
+    /// Items that name no business number or no customer (account updates, template
+    /// status) still need a stable key so they keep their order; they use the WABA id.
+    pub fn for_account(waba_id: &str) -> Self {
+        Self(format!("waba:{waba_id}").into())
+    }
+
+    pub fn from_raw(raw: &str) -> Self {
+        Self(raw.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContactKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_key_prefers_bsuid() {
+        let pnid = PhoneNumberId::new("106540352242922");
+        let customer = CustomerId::pick(
+            Some(UserId::new("US.13491208655302741918")),
+            Some(WaId::new("16505551234")),
+        )
+        .expect("a customer");
+        assert_eq!(
+            ContactKey::new(&pnid, &customer).as_str(),
+            "106540352242922:US.13491208655302741918"
+        );
+        let phone_only = CustomerId::pick(None, Some(WaId::new("16505551234"))).expect("a customer");
+        assert_eq!(ContactKey::new(&pnid, &phone_only).as_str(), "106540352242922:16505551234");
+    }
+
+    #[test]
+    fn meta_timestamps_parse_from_strings_and_numbers() {
+        assert_eq!(
+            UnixSeconds::parse_meta(&serde_json::json!("1795250000")),
+            Some(UnixSeconds(1_795_250_000))
+        );
+        assert_eq!(UnixSeconds::parse_meta(&serde_json::json!(17)), Some(UnixSeconds(17)));
+        assert_eq!(UnixSeconds::parse_meta(&serde_json::json!("soon")), None);
+        assert_eq!(UnixSeconds(1_795_250_000).to_rfc3339(), "2026-11-21T08:33:20Z");
+    }
+}

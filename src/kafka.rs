@@ -1,0 +1,277 @@
+//! The Kafka edge: producer settings that make a 200 mean "durably stored", topic creation
+//! at start, and the reachability probe behind /readyz.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::cloudevent::CONTENT_TYPE;
+use crate::config::KafkaSettings;
+
+/// Both the receiver and the tracker pick partitions from keys; they must agree with each
+/// other and with Java clients, so the partitioner is fixed rather than left to defaults.
+const PARTITIONER: &str = "murmur2_random";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot reach Kafka at {brokers}: {source}")]
+    Unreachable { brokers: String, source: KafkaError },
+    #[error("cannot create Kafka client: {0}")]
+    Client(KafkaError),
+    #[error("cannot create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error(
+        "topic {inbound} has {inbound_partitions} partitions but {state} has {state_partitions}; \
+         they must match because the tracker keeps each inbound partition's state in the state \
+         partition of the same number"
+    )]
+    PartitionMismatch {
+        inbound: String,
+        inbound_partitions: usize,
+        state: String,
+        state_partitions: usize,
+    },
+    #[error("topic {0} is missing after creation")]
+    Missing(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("Kafka did not acknowledge within {0:?}")]
+    TimedOut(Duration),
+    #[error("Kafka refused a record: {0}")]
+    Refused(KafkaError),
+}
+
+/// Settings shared by every client this program creates.
+pub fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("broker.address.family", "v4")
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "4");
+    config
+}
+
+/// acks=all and idempotence: a record acknowledged once is stored once, even across retries.
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> {
+    let timeout_ms = settings.publish_timeout.as_millis().clamp(1, i32::MAX as u128).to_string();
+    base_config(&settings.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", PARTITIONER)
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", &timeout_ms)
+        .set("request.timeout.ms", &timeout_ms)
+        .create()
+        .map_err(SetupError::Client)
+}
+
+/// One record to publish: its key, its serialized CloudEvent, and extra headers.
+pub struct OutboundRecord<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a str>,
+    pub payload: &'a [u8],
+    /// `None` lets the partitioner choose from the key.
+    pub partition: Option<i32>,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl OutboundRecord<'_> {
+    fn to_future_record(&self) -> FutureRecord<'_, str, [u8]> {
+        let mut headers = OwnedHeaders::new_with_capacity(1 + self.headers.len());
+        for (key, value) in self.headers {
+            headers = headers.insert(Header { key, value: Some(*value) });
+        }
+        let mut record = FutureRecord::to(self.topic).payload(self.payload).headers(headers);
+        if let Some(key) = self.key {
+            record = record.key(key);
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        record
+    }
+}
+
+/// Header of every CloudEvent record (structured mode).
+pub const CLOUDEVENT_HEADERS: &[(&str, &str)] = &[("content-type", CONTENT_TYPE)];
+
+/// Sends every record and waits until Kafka acknowledged all of them, or fails within
+/// `timeout`. Records may still land after a failure; deterministic ids make that harmless.
+pub async fn publish_all(
+    producer: &FutureProducer,
+    records: &[OutboundRecord<'_>],
+    timeout: Duration,
+) -> Result<(), PublishError> {
+    let sends = records.iter().map(|record| async move {
+        producer
+            .send(record.to_future_record(), Timeout::After(timeout))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| PublishError::Refused(error))
+    });
+    match tokio::time::timeout(timeout, try_join_all(sends)).await {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(PublishError::TimedOut(timeout)),
+    }
+}
+
+fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, SetupError> {
+    base_config(brokers).create().map_err(SetupError::Client)
+}
+
+/// Partition counts of the topics that exist, by name.
+pub async fn partition_counts(
+    brokers: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, usize>, SetupError> {
+    let client = admin(brokers)?;
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = client
+            .inner()
+            .fetch_metadata(None, timeout)
+            .map_err(|source| SetupError::Unreachable { brokers: brokers.clone(), source })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect())
+    })
+    .await
+    .map_err(|e| SetupError::CreateTopic { topic: String::new(), reason: e.to_string() })?
+}
+
+/// Creates whichever of the four topics are missing (the state topic compacted), then
+/// refuses to go on if the inbound and state topics disagree on partitions.
+pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
+    let wait = Duration::from_secs(10);
+    let existing = partition_counts(&settings.brokers, wait).await?;
+    let topics = &settings.topics;
+    let wanted = [
+        (&topics.inbound, false),
+        (&topics.window_events, false),
+        (&topics.window_state, true),
+        (&topics.deadletter, false),
+    ];
+    let replication = TopicReplication::Fixed(settings.replication_factor);
+    let new_topics: Vec<NewTopic> = wanted
+        .iter()
+        .filter(|(name, _)| !existing.contains_key(name.as_str()))
+        .map(|(name, compacted)| {
+            let topic = NewTopic::new(name, settings.partitions, replication);
+            if *compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    if !new_topics.is_empty() {
+        let client = admin(&settings.brokers)?;
+        let options = AdminOptions::new().operation_timeout(Some(wait)).request_timeout(Some(wait));
+        let results = client
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| SetupError::CreateTopic { topic: "(all)".into(), reason: e.to_string() })?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                // Another instance created it first: that is what we wanted.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(SetupError::CreateTopic { topic, reason: code.to_string() })
+                }
+            }
+        }
+    }
+    check_partitions(settings).await
+}
+
+async fn check_partitions(settings: &KafkaSettings) -> Result<(), SetupError> {
+    let topics = &settings.topics;
+    // Metadata of freshly created topics can take a moment to appear.
+    let mut last = HashMap::new();
+    for _ in 0..50 {
+        last = partition_counts(&settings.brokers, Duration::from_secs(10)).await?;
+        let all_there = [&topics.inbound, &topics.window_events, &topics.window_state, &topics.deadletter]
+            .iter()
+            .all(|t| last.get(t.as_str()).is_some_and(|n| *n > 0));
+        if all_there {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let inbound = *last.get(&topics.inbound).ok_or_else(|| SetupError::Missing(topics.inbound.clone()))?;
+    let state = *last
+        .get(&topics.window_state)
+        .ok_or_else(|| SetupError::Missing(topics.window_state.clone()))?;
+    if inbound != state {
+        return Err(SetupError::PartitionMismatch {
+            inbound: topics.inbound.clone(),
+            inbound_partitions: inbound,
+            state: topics.window_state.clone(),
+            state_partitions: state,
+        });
+    }
+    Ok(())
+}
+
+/// Reachability as /readyz reports it, refreshed in the background.
+#[derive(Clone, Default)]
+pub struct Reachability(Arc<AtomicBool>);
+
+impl Reachability {
+    pub fn is_reachable(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, reachable: bool) {
+        self.0.store(reachable, Ordering::Relaxed);
+    }
+}
+
+/// Asks the brokers for metadata every couple of seconds until `stop` fires.
+pub async fn probe_reachability(
+    producer: FutureProducer,
+    reachability: Reachability,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let client = producer.clone();
+        let reachable = tokio::task::spawn_blocking(move || {
+            client.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if !reachable {
+            metrics.kafka_error(crate::metrics::KafkaOperation::Metadata);
+        }
+        reachability.set(reachable);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Waits for queued records to be delivered, bounded, before the process exits.
+pub fn flush(producer: &FutureProducer, timeout: Duration) {
+    if let Err(error) = producer.flush(Timeout::After(timeout)) {
+        tracing::warn!(%error, "producer did not flush every record before shutdown");
+    }
+}

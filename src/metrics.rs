@@ -1,0 +1,253 @@
+//! Every metric the program exports, registered in one place so the dashboard and alert rules
+//! can be checked against a single list. Call sites record typed outcomes, never free strings.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// What became of one webhook request.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// POST published and acknowledged: 200.
+    Accepted,
+    /// Signed but not understood; raw body on the dead-letter topic: 200.
+    DeadLettered,
+    /// Signature missing, malformed or wrong: 401.
+    Unauthorized,
+    /// Body over --max-body: 413.
+    TooLarge,
+    /// Client too slow sending its body: 408.
+    ClientTimeout,
+    /// Kafka unavailable, slow, or the receiver at its concurrency bound: 503.
+    Unavailable,
+    /// GET handshake answered: 200.
+    Verified,
+    /// GET handshake refused: 403.
+    Forbidden,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::DeadLettered => "dead_lettered",
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge => "too_large",
+            Self::ClientTimeout => "client_timeout",
+            Self::Unavailable => "unavailable",
+            Self::Verified => "verified",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum SignatureFailure {
+    Missing,
+    Malformed,
+    Mismatch,
+}
+
+impl SignatureFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Mismatch => "mismatch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabels {
+    pub r#type: String,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum KafkaOperation {
+    Publish,
+    Consume,
+    Commit,
+    Metadata,
+}
+
+impl KafkaOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Consume => "consume",
+            Self::Commit => "commit",
+            Self::Metadata => "metadata",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub window: &'static str,
+}
+
+pub struct Metrics {
+    pub requests: Family<OutcomeLabels, Counter>,
+    pub signature_failures: Family<ReasonLabels, Counter>,
+    pub publish_duration: Histogram,
+    pub events_published: Family<TypeLabels, Counter>,
+    pub kafka_errors: Family<OperationLabels, Counter>,
+    pub open_windows: Family<WindowLabels, Gauge>,
+    pub window_events: Family<TypeLabels, Counter>,
+    pub restore_duration: Histogram,
+    pub input_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub timer_lateness: Histogram,
+    pub tracked_contacts: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("windowkeeper");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register("webhook_requests", "Webhook requests by outcome", requests.clone());
+        let signature_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "signature_failures",
+            "POSTs refused because X-Hub-Signature-256 was missing, malformed or wrong",
+            signature_failures.clone(),
+        );
+        let publish_duration = Histogram::new(
+            [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+        );
+        registry.register(
+            "publish_duration_seconds",
+            "Time from a verified POST to Kafka acknowledging all of its events",
+            publish_duration.clone(),
+        );
+        let events_published = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "events_published",
+            "Inbound events acknowledged by Kafka, by CloudEvent type",
+            events_published.clone(),
+        );
+        let kafka_errors = Family::<OperationLabels, Counter>::default();
+        registry.register("kafka_errors", "Kafka operations that failed", kafka_errors.clone());
+        let open_windows = Family::<WindowLabels, Gauge>::default();
+        registry.register("open_windows", "Windows open now, by kind", open_windows.clone());
+        let window_events = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "window_events",
+            "Window events emitted and acknowledged, by type",
+            window_events.clone(),
+        );
+        let restore_duration =
+            Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0].into_iter());
+        registry.register(
+            "restore_duration_seconds",
+            "Time to restore assigned partitions' state from the state topic",
+            restore_duration.clone(),
+        );
+        let input_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "input_lag_seconds",
+            "Age of the newest inbound record the tracker processed, when processed",
+            input_lag.clone(),
+        );
+        let timer_lateness =
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0].into_iter());
+        registry.register(
+            "timer_lateness_seconds",
+            "How long after its deadline a warning or close was emitted",
+            timer_lateness.clone(),
+        );
+        let tracked_contacts = Gauge::default();
+        registry.register(
+            "tracked_contacts",
+            "Contacts whose state the tracker holds",
+            tracked_contacts.clone(),
+        );
+        Self {
+            requests,
+            signature_failures,
+            publish_duration,
+            events_published,
+            kafka_errors,
+            open_windows,
+            window_events,
+            restore_duration,
+            input_lag,
+            timer_lateness,
+            tracked_contacts,
+            registry,
+        }
+    }
+
+    pub fn request(&self, outcome: Outcome) {
+        self.requests.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc();
+    }
+
+    pub fn signature_failure(&self, reason: SignatureFailure) {
+        self.signature_failures.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub fn kafka_error(&self, operation: KafkaOperation) {
+        self.kafka_errors.get_or_create(&OperationLabels { operation: operation.as_str() }).inc();
+    }
+
+    pub fn event_published(&self, event_type: &str) {
+        self.events_published
+            .get_or_create(&TypeLabels { r#type: event_type.to_owned() })
+            .inc();
+    }
+
+    pub fn window_event(&self, event_type: &str) {
+        self.window_events
+            .get_or_create(&TypeLabels { r#type: event_type.to_owned() })
+            .inc();
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_metric_names() {
+        let metrics = Metrics::new();
+        metrics.request(Outcome::Accepted);
+        metrics.signature_failure(SignatureFailure::Mismatch);
+        let text = metrics.render();
+        assert!(text.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"} 1"), "{text}");
+        assert!(text.contains("windowkeeper_signature_failures_total{reason=\"mismatch\"} 1"), "{text}");
+        assert!(text.contains("# TYPE windowkeeper_publish_duration_seconds histogram"), "{text}");
+    }
+}

@@ -1,0 +1,1352 @@
+//! Meta webhook body -> one CloudEvent per item.
+//!
+//! The body is walked with `serde_json`'s borrowed [`RawValue`]: every level is split into its
+//! members without building a `Value` tree, the few fields that decide key, id and time are
+//! read from each item, and the item itself is copied into the event byte for byte, exactly as
+//! Meta sent it (escapes, number spelling and key order included).
+//!
+//! Nothing is dropped and nothing inside the body can fail the call: a level that has a key
+//! it does not know, a duplicated key, or a known key of the wrong type is passed through whole
+//! as one `whatsapp.change.other` (`data.part` says which level), in addition to the events for
+//! whatever inside it could be understood; an item whose key, id or time fields have the wrong
+//! type becomes a `whatsapp.change.other` carrying that item. Only a body that is not JSON, not
+//! an object, or not `"object": "whatsapp_business_account"` is refused ([`NormalizeError`]).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::cloudevent::{waba_source, CloudEvent};
+use crate::domain::{ContactKey, CustomerId, PhoneNumberId, UnixSeconds, UserId, WaId};
+use crate::signature::VerifiedBody;
+
+/// The only `object` this service accepts.
+pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
+
+/// The CloudEvent `type` of an inbound event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboundType {
+    MessageReceived,
+    StatusUpdated,
+    CallReceived,
+    ContactUserIdChanged,
+    ChangeOther,
+}
+
+impl InboundType {
+    pub const ALL: [Self; 5] = [
+        Self::MessageReceived,
+        Self::StatusUpdated,
+        Self::CallReceived,
+        Self::ContactUserIdChanged,
+        Self::ChangeOther,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MessageReceived => "whatsapp.message.received",
+            Self::StatusUpdated => "whatsapp.status.updated",
+            Self::CallReceived => "whatsapp.call.received",
+            Self::ContactUserIdChanged => "whatsapp.contact.user_id_changed",
+            Self::ChangeOther => "whatsapp.change.other",
+        }
+    }
+
+    pub fn parse(type_name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == type_name)
+    }
+}
+
+impl fmt::Display for InboundType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One record for the inbound topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundEvent {
+    /// Kafka key: `<phone_number_id>:<customer>` or `waba:<waba id>`.
+    pub key: ContactKey,
+    pub event_type: InboundType,
+    /// CloudEvent id: deterministic, so a retried webhook gives the same ids.
+    pub id: String,
+    /// The serialized CloudEvent (structured JSON mode).
+    pub payload: Vec<u8>,
+}
+
+/// Why a verified body was refused as a whole. Everything else inside a body is passed on.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("body is not JSON")]
+    NotJson,
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("body's \"object\" is not \"whatsapp_business_account\"")]
+    WrongObject,
+    /// Cannot happen with the types written here (strings and raw JSON); kept typed rather than
+    /// panicking or dropping the body.
+    #[error("could not encode a CloudEvent: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl NormalizeError {
+    /// Machine-friendly reason, for the dead-letter record's header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotJson => "not_json",
+            Self::NotAnObject => "not_an_object",
+            Self::WrongObject => "wrong_object",
+            Self::Encode(_) => "encode_failed",
+        }
+    }
+}
+
+/// Turns a verified webhook body into one event per item (see the module docs for the rules).
+pub fn normalize(body: &VerifiedBody) -> Result<Vec<InboundEvent>, NormalizeError> {
+    // JSON is UTF-8; checking once up front lets every level below borrow `&str`.
+    let text = std::str::from_utf8(body.as_bytes()).map_err(|_| NormalizeError::NotJson)?;
+
+    let mut object = None;
+    let mut entry = None;
+    let mut stray = false;
+    let walked = for_each_member(text, true, |key, raw| match &*key {
+        "object" if object.is_none() => object = Some(raw),
+        "entry" if entry.is_none() => entry = Some(raw),
+        _ => stray = true,
+    });
+    if walked.is_err() {
+        return Err(classify_refused(text));
+    }
+    let is_whatsapp = object
+        .and_then(|raw| parse::<Text<'_>>(raw).ok())
+        .is_some_and(|t| matches!(t, Text::Str(s) if s == WHATSAPP_OBJECT));
+    if !is_whatsapp {
+        return Err(NormalizeError::WrongObject);
+    }
+
+    let mut out = Emitter::default();
+    let entries = match entry {
+        Some(raw) => {
+            let entries = elements(raw);
+            stray |= entries.is_none();
+            entries.unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    if stray {
+        if let Ok(whole) = serde_json::from_str::<&RawValue>(text) {
+            let source = waba_source("");
+            let scope = Scope::new("", &source, None);
+            out.pass_through(&scope, Part::Body, whole);
+        }
+    }
+    for raw in entries {
+        out.entry(raw);
+    }
+    match out.error {
+        Some(e) => Err(NormalizeError::Encode(e)),
+        None => Ok(out.events),
+    }
+}
+
+/// Tells `not_json` from `not_an_object` for a body whose top level could not be walked.
+fn classify_refused(text: &str) -> NormalizeError {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(_)) | Err(_) => NormalizeError::NotJson,
+        Ok(_) => NormalizeError::NotAnObject,
+    }
+}
+
+/// Which level a pass-through carries, written as `data.part`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Body,
+    Entry,
+    Change,
+    Value,
+    Item,
+}
+
+impl Part {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Body => "body",
+            Self::Entry => "entry",
+            Self::Change => "change",
+            Self::Value => "value",
+            Self::Item => "item",
+        }
+    }
+}
+
+/// What the event's surroundings say: the entry's WABA, the change's field and metadata.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    waba_id: &'s str,
+    source: &'s str,
+    entry_time: Option<UnixSeconds>,
+    field: Option<&'s str>,
+    phone_number_id: Option<&'s str>,
+    display_phone_number: Option<&'s str>,
+}
+
+impl<'s> Scope<'s> {
+    fn new(waba_id: &'s str, source: &'s str, entry_time: Option<UnixSeconds>) -> Self {
+        Self {
+            waba_id,
+            source,
+            entry_time,
+            field: None,
+            phone_number_id: None,
+            display_phone_number: None,
+        }
+    }
+
+    fn with_field(self, field: &'s str) -> Self {
+        Self {
+            field: Some(field),
+            ..self
+        }
+    }
+}
+
+/// The customer an item is about.
+#[derive(Clone, Copy, Default)]
+struct Who<'s> {
+    user_id: Option<&'s str>,
+    wa_id: Option<&'s str>,
+    profile_name: Option<&'s str>,
+}
+
+/// One event about to be written.
+struct Draft<'s> {
+    event_type: InboundType,
+    /// `None`: derive it from a hash of what is passed through.
+    id: Option<String>,
+    who: Who<'s>,
+    time: Option<UnixSeconds>,
+    /// Name of the `data` member carrying `item`.
+    item_key: &'static str,
+    part: Option<Part>,
+    item: &'s RawValue,
+}
+
+/// What kind of item a modeled array holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Message,
+    Status,
+    Call,
+    UserIdUpdate,
+    Echo,
+    Preference,
+}
+
+/// The item arrays of each modeled field, by the key they have in `value`.
+fn modeled_arrays(field: &str) -> Option<&'static [(&'static str, Kind)]> {
+    Some(match field {
+        "messages" => &[("messages", Kind::Message), ("statuses", Kind::Status)],
+        "calls" => &[("calls", Kind::Call)],
+        "user_id_update" => &[("user_id_update", Kind::UserIdUpdate)],
+        "smb_message_echoes" => &[("message_echoes", Kind::Echo)],
+        // Opt-outs are about one customer: keyed to that contact, item by item.
+        "user_preferences" => &[("user_preferences", Kind::Preference)],
+        _ => return None,
+    })
+}
+
+/// Most item arrays a modeled field has (`messages` has two).
+const MAX_ARRAYS: usize = 2;
+
+#[derive(Default)]
+struct Emitter {
+    events: Vec<InboundEvent>,
+    error: Option<serde_json::Error>,
+}
+
+impl Emitter {
+    fn entry(&mut self, raw: &RawValue) {
+        let mut id = None;
+        let mut changes = None;
+        let mut time = None;
+        let mut stray = false;
+        let walked = for_each_member(raw.get(), false, |key, value| match &*key {
+            "id" if id.is_none() => id = Some(value),
+            "changes" if changes.is_none() => changes = Some(value),
+            "time" if time.is_none() => time = Some(value),
+            _ => stray = true,
+        });
+        if walked.is_err() {
+            let source = waba_source("");
+            self.pass_through(&Scope::new("", &source, None), Part::Entry, raw);
+            return;
+        }
+        let waba_id = match id.map(parse::<Text<'_>>) {
+            Some(Ok(Text::Str(s))) => s,
+            None => Cow::Borrowed(""),
+            Some(_) => {
+                stray = true;
+                Cow::Borrowed("")
+            }
+        };
+        let entry_time = match time.map(parse::<Text<'_>>) {
+            Some(Ok(t)) => match t.stamp() {
+                Ok(stamp) => stamp.and_then(rfc3339_instant),
+                Err(Bad) => {
+                    stray = true;
+                    None
+                }
+            },
+            Some(Err(_)) => {
+                stray = true;
+                None
+            }
+            None => None,
+        };
+        let changes = match changes {
+            Some(raw) => {
+                let list = elements(raw);
+                stray |= list.is_none();
+                list.unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let source = waba_source(&waba_id);
+        let scope = Scope::new(&waba_id, &source, entry_time);
+        if stray {
+            self.pass_through(&scope, Part::Entry, raw);
+        }
+        for change in changes {
+            self.change(scope, change);
+        }
+    }
+
+    fn change(&mut self, scope: Scope<'_>, raw: &RawValue) {
+        let mut field = None;
+        let mut value = None;
+        let mut stray = false;
+        let walked = for_each_member(raw.get(), false, |key, member| match &*key {
+            "field" if field.is_none() => field = Some(member),
+            "value" if value.is_none() => value = Some(member),
+            _ => stray = true,
+        });
+        let field = match field.map(parse::<Text<'_>>) {
+            Some(Ok(Text::Str(s))) if walked.is_ok() => s,
+            // Without a field name nothing inside can be modeled: the change goes on whole.
+            _ => {
+                self.pass_through(&scope, Part::Change, raw);
+                return;
+            }
+        };
+        let scope = scope.with_field(&field);
+        let Some(value) = value else {
+            self.pass_through(&scope, Part::Change, raw);
+            return;
+        };
+        if stray {
+            self.pass_through(&scope, Part::Change, raw);
+        }
+        match modeled_arrays(&field) {
+            Some(arrays) => self.modeled_value(scope, arrays, value),
+            None => self.unmodeled_value(scope, value),
+        }
+    }
+
+    /// A field this service does not model: one event with the whole value.
+    fn unmodeled_value(&mut self, scope: Scope<'_>, value: &RawValue) {
+        // Only to fill `phone_number_id` in `data` when the value happens to name one.
+        let mut metadata = None;
+        let _ = for_each_member(value.get(), false, |key, member| {
+            if &*key == "metadata" {
+                metadata = Some(member);
+            }
+        });
+        let metadata = metadata.and_then(|raw| parse::<MetadataPeek<'_>>(raw).ok());
+        // A fresh binding: the scope now also borrows from this value.
+        let mut scope = Scope { ..scope };
+        if let Some(m) = &metadata {
+            scope.phone_number_id = m.phone_number_id.string().ok().flatten();
+            scope.display_phone_number = m.display_phone_number.string().ok().flatten();
+        }
+        self.pass_through(&scope, Part::Value, value);
+    }
+
+    fn modeled_value(
+        &mut self,
+        scope: Scope<'_>,
+        arrays: &[(&'static str, Kind)],
+        value: &RawValue,
+    ) {
+        let mut product = None;
+        let mut metadata = None;
+        let mut contacts = None;
+        let mut lists: [Option<&RawValue>; MAX_ARRAYS] = [None; MAX_ARRAYS];
+        let mut stray = false;
+        let walked = for_each_member(value.get(), false, |key, member| {
+            let slot = match &*key {
+                "messaging_product" => &mut product,
+                "metadata" => &mut metadata,
+                "contacts" => &mut contacts,
+                other => match arrays.iter().position(|(name, _)| *name == other) {
+                    Some(i) => &mut lists[i],
+                    None => {
+                        stray = true;
+                        return;
+                    }
+                },
+            };
+            if slot.is_some() {
+                stray = true;
+            } else {
+                *slot = Some(member);
+            }
+        });
+        if walked.is_err() {
+            self.pass_through(&scope, Part::Value, value);
+            return;
+        }
+
+        let metadata = match metadata.map(parse::<MetadataPeek<'_>>) {
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) => {
+                stray = true;
+                None
+            }
+            None => None,
+        };
+        let mut scope = Scope { ..scope };
+        if let Some(m) = &metadata {
+            match (m.phone_number_id.string(), m.display_phone_number.string()) {
+                (Ok(pnid), Ok(display)) => {
+                    scope.phone_number_id = pnid;
+                    scope.display_phone_number = display;
+                }
+                _ => stray = true,
+            }
+        }
+
+        let mut known = Vec::new();
+        if let Some(raw) = contacts {
+            match elements(raw) {
+                Some(list) => {
+                    known.reserve(list.len());
+                    for c in list {
+                        match parse::<ContactPeek<'_>>(c)
+                            .map_err(|_| Bad)
+                            .and_then(Contact::from_peek)
+                        {
+                            Ok(contact) => known.push(contact),
+                            Err(Bad) => stray = true,
+                        }
+                    }
+                }
+                None => stray = true,
+            }
+        }
+
+        for (list, (_, kind)) in lists.iter().zip(arrays) {
+            let Some(raw) = list else { continue };
+            let Some(items) = elements(raw) else {
+                stray = true;
+                continue;
+            };
+            for (index, item) in items.into_iter().enumerate() {
+                self.item(&scope, &known, *kind, index, item);
+            }
+        }
+
+        if stray {
+            self.pass_through(&scope, Part::Value, value);
+        }
+    }
+
+    fn item(
+        &mut self,
+        scope: &Scope<'_>,
+        contacts: &[Contact<'_>],
+        kind: Kind,
+        index: usize,
+        raw: &RawValue,
+    ) {
+        let cx = ItemCx {
+            scope,
+            contacts,
+            index,
+        };
+        match kind {
+            Kind::Message => self.peeked::<MessagePeek<'_>>(cx, raw),
+            Kind::Status => self.peeked::<StatusPeek<'_>>(cx, raw),
+            Kind::Call => self.peeked::<CallPeek<'_>>(cx, raw),
+            Kind::UserIdUpdate => self.peeked::<UserIdUpdatePeek<'_>>(cx, raw),
+            Kind::Echo => self.peeked::<EchoPeek<'_>>(cx, raw),
+            Kind::Preference => self.peeked::<PreferencePeek<'_>>(cx, raw),
+        }
+    }
+
+    /// Reads the fields `P` needs from an item and emits its event, or passes the item on
+    /// when it is not an object or a field has the wrong type.
+    fn peeked<'r, P: Peek<'r>>(&mut self, cx: ItemCx<'_, '_>, raw: &'r RawValue) {
+        let peek = parse::<P>(raw);
+        match peek
+            .as_ref()
+            .map_err(|_| Bad)
+            .and_then(|p| p.draft(&cx, raw))
+        {
+            Ok(draft) => self.emit(cx.scope, draft),
+            Err(Bad) => self.pass_through(cx.scope, Part::Item, raw),
+        }
+    }
+
+    /// A `whatsapp.change.other` carrying `raw` whole under `data.value`.
+    fn pass_through(&mut self, scope: &Scope<'_>, part: Part, raw: &RawValue) {
+        self.emit(
+            scope,
+            Draft {
+                event_type: InboundType::ChangeOther,
+                id: None,
+                who: Who::default(),
+                time: scope.entry_time,
+                item_key: "value",
+                part: Some(part),
+                item: raw,
+            },
+        );
+    }
+
+    fn emit(&mut self, scope: &Scope<'_>, draft: Draft<'_>) {
+        let key = match (
+            scope.phone_number_id,
+            CustomerId::pick(
+                draft.who.user_id.map(UserId::new),
+                draft.who.wa_id.map(WaId::new),
+            ),
+        ) {
+            (Some(pnid), Some(customer)) => ContactKey::new(&PhoneNumberId::new(pnid), &customer),
+            _ => ContactKey::for_account(scope.waba_id),
+        };
+        let id = match draft.id {
+            Some(id) => id,
+            None => hashed_id(scope, draft.part, draft.item_key, draft.item),
+        };
+        let data = InboundData {
+            scope,
+            who: draft.who,
+            part: draft.part,
+            item_key: draft.item_key,
+            item: draft.item,
+        };
+        let event = CloudEvent::new(
+            id.as_str(),
+            scope.source,
+            draft.event_type.as_str(),
+            key.as_str(),
+            draft.time,
+            data,
+        );
+        // Envelope and data keys take a few hundred bytes beyond the item itself.
+        let mut payload = Vec::with_capacity(draft.item.get().len() + 512);
+        if let Err(e) = event.write_to(&mut payload) {
+            self.error.get_or_insert(e);
+            return;
+        }
+        self.events.push(InboundEvent {
+            key,
+            event_type: draft.event_type,
+            id,
+            payload,
+        });
+    }
+}
+
+/// `data` of every inbound event.
+struct InboundData<'s> {
+    scope: &'s Scope<'s>,
+    who: Who<'s>,
+    part: Option<Part>,
+    item_key: &'static str,
+    item: &'s RawValue,
+}
+
+impl Serialize for InboundData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("data", 9 + usize::from(self.part.is_some()))?;
+        st.serialize_field("waba_id", self.scope.waba_id)?;
+        st.serialize_field("phone_number_id", &self.scope.phone_number_id)?;
+        st.serialize_field("display_phone_number", &self.scope.display_phone_number)?;
+        st.serialize_field("wa_id", &self.who.wa_id)?;
+        st.serialize_field("user_id", &self.who.user_id)?;
+        st.serialize_field("profile_name", &self.who.profile_name)?;
+        st.serialize_field("field", &self.scope.field)?;
+        if let Some(part) = self.part {
+            st.serialize_field("part", part.as_str())?;
+        }
+        st.serialize_field(self.item_key, self.item)?;
+        st.end()
+    }
+}
+
+/// `<field>:<32 hex>` (or `<part>:` when there is no field): the first 128 bits of SHA-256 over
+/// the WABA id, the phone number id, the part and the canonical JSON of `item`, each separated
+/// by a NUL. Canonical = parsed, object keys sorted, serde_json's compact form, so it is the
+/// same for a retry however Meta spelled the bytes.
+fn hashed_id(
+    scope: &Scope<'_>,
+    part: Option<Part>,
+    item_key: &'static str,
+    item: &RawValue,
+) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    hasher.0.update(scope.waba_id.as_bytes());
+    hasher.0.update([0]);
+    hasher
+        .0
+        .update(scope.phone_number_id.unwrap_or("").as_bytes());
+    hasher.0.update([0]);
+    hasher
+        .0
+        .update(part.map_or(item_key, Part::as_str).as_bytes());
+    hasher.0.update([0]);
+    let canonical = serde_json::from_str::<Value>(item.get())
+        .ok()
+        .and_then(|v| serde_json::to_writer(&mut hasher, &Canonical(&v)).ok());
+    if canonical.is_none() {
+        // Text serde_json reads raw but will not decode (a lone surrogate escape): the exact
+        // bytes are still deterministic for a retry.
+        hasher.0.update(item.get().as_bytes());
+    }
+    let digest = hasher.0.finalize();
+    let prefix = scope
+        .field
+        .unwrap_or_else(|| part.map_or(item_key, Part::as_str));
+    format!("{prefix}:{}", hex::encode(&digest[..16]))
+}
+
+struct HashWriter(Sha256);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Serializes a `Value` with object keys sorted whatever map type serde_json was built with.
+struct Canonical<'v>(&'v Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let mut members: Vec<_> = map.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut m = s.serialize_map(Some(members.len()))?;
+                for (k, v) in members {
+                    m.serialize_entry(k, &Canonical(v))?;
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Canonical(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// An RFC 3339 `time` exists only for years 0000..=9999.
+fn rfc3339_instant(stamp: &str) -> Option<UnixSeconds> {
+    const MIN: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    stamp
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| (MIN..=MAX).contains(s))
+        .map(UnixSeconds)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contacts and the customer of an item.
+
+/// A `value.contacts[]` entry.
+struct Contact<'a> {
+    user_id: Option<Cow<'a, str>>,
+    wa_id: Option<Cow<'a, str>>,
+    profile_name: Option<Cow<'a, str>>,
+}
+
+impl<'a> Contact<'a> {
+    fn from_peek(peek: ContactPeek<'a>) -> Result<Self, Bad> {
+        let profile_name = match peek.profile {
+            Nested::Absent | Nested::Null => None,
+            Nested::Obj(p) => p.name.into_string()?,
+            Nested::Other => return Err(Bad),
+        };
+        Ok(Self {
+            user_id: peek.user_id.into_string()?,
+            wa_id: peek.wa_id.into_string()?,
+            profile_name,
+        })
+    }
+
+    fn matches(&self, user_id: Option<&str>, wa_id: Option<&str>) -> bool {
+        (user_id.is_some() && self.user_id.as_deref() == user_id)
+            || (wa_id.is_some() && self.wa_id.as_deref() == wa_id)
+    }
+}
+
+/// Completes the item's ids and profile name from the matching contact. Meta usually lists
+/// contacts in item order, so the search starts at the item's own index: a batch of a
+/// thousand stays linear.
+fn resolve<'s>(
+    contacts: &'s [Contact<'_>],
+    index: usize,
+    user_id: Option<&'s str>,
+    wa_id: Option<&'s str>,
+) -> Who<'s> {
+    let mut who = Who {
+        user_id,
+        wa_id,
+        profile_name: None,
+    };
+    if contacts.is_empty() || (user_id.is_none() && wa_id.is_none()) {
+        return who;
+    }
+    let start = index % contacts.len();
+    let found = contacts[start..]
+        .iter()
+        .chain(&contacts[..start])
+        .find(|c| c.matches(user_id, wa_id));
+    if let Some(c) = found {
+        who.user_id = who.user_id.or(c.user_id.as_deref());
+        who.wa_id = who.wa_id.or(c.wa_id.as_deref());
+        who.profile_name = c.profile_name.as_deref();
+    }
+    who
+}
+
+/// Reaction add and remove reuse the reacted-to wamid (FACTS 4): the time and emoji tell them
+/// apart.
+fn message_id(
+    prefix: &str,
+    wamid: &str,
+    kind: Option<&str>,
+    stamp: Option<&str>,
+    reaction: &Nested<ReactionPeek<'_>>,
+) -> Result<String, Bad> {
+    if kind != Some("reaction") {
+        return Ok(format!("{prefix}:{wamid}"));
+    }
+    let emoji = match reaction {
+        Nested::Absent | Nested::Null => None,
+        Nested::Obj(r) => r.emoji.string()?,
+        Nested::Other => return Err(Bad),
+    };
+    Ok(format!(
+        "{prefix}:{wamid}:reaction:{}:{}",
+        stamp.unwrap_or(""),
+        emoji.unwrap_or("")
+    ))
+}
+
+fn item_time(stamp: Option<&str>) -> Option<UnixSeconds> {
+    stamp.and_then(rfc3339_instant)
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is read from each item. Every field is lenient (`Text`), and a field of the wrong type
+// turns the item into a pass-through (`Bad`) instead of an error.
+
+/// What an item's event is made from besides the item itself.
+#[derive(Clone, Copy)]
+struct ItemCx<'c, 's> {
+    scope: &'c Scope<'s>,
+    contacts: &'c [Contact<'c>],
+    /// The item's position in its array: where its contact most likely is.
+    index: usize,
+}
+
+/// The fields of one kind of item that decide its event.
+trait Peek<'a>: Deserialize<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad>;
+}
+
+/// A field the normalizer reads had a type it cannot use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bad;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MessagePeek<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    from: Text<'a>,
+    #[serde(borrow)]
+    from_user_id: Text<'a>,
+    #[serde(borrow)]
+    reaction: Nested<ReactionPeek<'a>>,
+}
+
+impl<'a> Peek<'a> for MessagePeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        let stamp = self.timestamp.stamp()?;
+        let kind = self.kind.string()?;
+        let id = match self.id.string()? {
+            Some(wamid) => Some(message_id("message", wamid, kind, stamp, &self.reaction)?),
+            None => None,
+        };
+        Ok(Draft {
+            event_type: InboundType::MessageReceived,
+            id,
+            who: resolve(
+                cx.contacts,
+                cx.index,
+                self.from_user_id.string()?,
+                self.from.string()?,
+            ),
+            time: item_time(stamp),
+            item_key: "message",
+            part: None,
+            item: raw,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReactionPeek<'a> {
+    #[serde(borrow)]
+    emoji: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StatusPeek<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    status: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+    #[serde(borrow)]
+    recipient_id: Text<'a>,
+    #[serde(borrow)]
+    recipient_user_id: Text<'a>,
+    /// Group messages: one status per participant for the same wamid and status.
+    #[serde(borrow)]
+    recipient_participant_id: Text<'a>,
+}
+
+impl<'a> Peek<'a> for StatusPeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        let stamp = self.timestamp.stamp()?;
+        let participant = self.recipient_participant_id.string()?;
+        let id = match (self.id.string()?, self.status.string()?) {
+            (Some(wamid), Some(status)) => Some(match participant {
+                Some(p) => format!("status:{wamid}:{status}:{p}"),
+                None => format!("status:{wamid}:{status}"),
+            }),
+            _ => None,
+        };
+        Ok(Draft {
+            event_type: InboundType::StatusUpdated,
+            id,
+            who: resolve(
+                cx.contacts,
+                cx.index,
+                self.recipient_user_id.string()?,
+                self.recipient_id.string()?,
+            ),
+            time: item_time(stamp),
+            item_key: "status",
+            part: None,
+            item: raw,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CallPeek<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    event: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+    #[serde(borrow)]
+    direction: Text<'a>,
+    #[serde(borrow)]
+    from: Text<'a>,
+    #[serde(borrow)]
+    to: Text<'a>,
+    #[serde(borrow)]
+    from_user_id: Text<'a>,
+    #[serde(borrow)]
+    to_user_id: Text<'a>,
+}
+
+impl<'a> Peek<'a> for CallPeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        let stamp = self.timestamp.stamp()?;
+        let from = self.from.string()?;
+        let to = self.to.string()?;
+        // The customer is the caller unless the business placed the call. Without a
+        // direction, a call from the business's own number is business-initiated.
+        let business_initiated = match self.direction.string()? {
+            Some(direction) => direction.eq_ignore_ascii_case("BUSINESS_INITIATED"),
+            None => from.is_some() && from == cx.scope.display_phone_number,
+        };
+        let (user_id, wa_id) = if business_initiated {
+            (self.to_user_id.string()?, to)
+        } else {
+            (self.from_user_id.string()?, from)
+        };
+        let id = match (self.id.string()?, self.event.string()?) {
+            (Some(call), Some(event)) => Some(format!("call:{call}:{event}")),
+            _ => None,
+        };
+        Ok(Draft {
+            event_type: InboundType::CallReceived,
+            id,
+            who: resolve(cx.contacts, cx.index, user_id, wa_id),
+            time: item_time(stamp),
+            item_key: "call",
+            part: None,
+            item: raw,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UserIdUpdatePeek<'a> {
+    #[serde(borrow)]
+    wa_id: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+    #[serde(borrow)]
+    user_id: Nested<UserIdPair<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UserIdPair<'a> {
+    #[serde(borrow)]
+    previous: Text<'a>,
+    #[serde(borrow)]
+    current: Text<'a>,
+}
+
+impl<'a> Peek<'a> for UserIdUpdatePeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        let stamp = self.timestamp.stamp()?;
+        let (previous, current) = match &self.user_id {
+            Nested::Absent | Nested::Null => (None, None),
+            Nested::Obj(pair) => (pair.previous.string()?, pair.current.string()?),
+            Nested::Other => return Err(Bad),
+        };
+        let id = match (cx.scope.phone_number_id, previous, current) {
+            (Some(pnid), Some(previous), Some(current)) => {
+                Some(format!("user_id_update:{pnid}:{previous}:{current}"))
+            }
+            _ => None,
+        };
+        // Keyed by the previous id: that is where the contact's state lives until the move.
+        let mut who = resolve(cx.contacts, cx.index, previous, self.wa_id.string()?);
+        if previous.is_none() {
+            // A contact matched on wa_id must not lend its (probably new) user id to the key.
+            who.user_id = None;
+        }
+        Ok(Draft {
+            event_type: InboundType::ContactUserIdChanged,
+            id,
+            who,
+            time: item_time(stamp),
+            item_key: "user_id_update",
+            part: None,
+            item: raw,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EchoPeek<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    to: Text<'a>,
+    #[serde(borrow)]
+    to_user_id: Text<'a>,
+    #[serde(borrow)]
+    reaction: Nested<ReactionPeek<'a>>,
+}
+
+impl<'a> Peek<'a> for EchoPeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        let stamp = self.timestamp.stamp()?;
+        let kind = self.kind.string()?;
+        let id = match self.id.string()? {
+            Some(wamid) => Some(message_id("echo", wamid, kind, stamp, &self.reaction)?),
+            None => None,
+        };
+        Ok(Draft {
+            event_type: InboundType::ChangeOther,
+            id,
+            who: resolve(
+                cx.contacts,
+                cx.index,
+                self.to_user_id.string()?,
+                self.to.string()?,
+            ),
+            time: item_time(stamp),
+            item_key: "message_echo",
+            part: None,
+            item: raw,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PreferencePeek<'a> {
+    #[serde(borrow)]
+    wa_id: Text<'a>,
+    #[serde(borrow)]
+    user_id: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+}
+
+impl<'a> Peek<'a> for PreferencePeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        let stamp = self.timestamp.stamp()?;
+        Ok(Draft {
+            event_type: InboundType::ChangeOther,
+            id: None,
+            who: resolve(
+                cx.contacts,
+                cx.index,
+                self.user_id.string()?,
+                self.wa_id.string()?,
+            ),
+            time: item_time(stamp),
+            item_key: "value",
+            part: Some(Part::Item),
+            item: raw,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContactPeek<'a> {
+    #[serde(borrow)]
+    wa_id: Text<'a>,
+    #[serde(borrow)]
+    user_id: Text<'a>,
+    #[serde(borrow)]
+    profile: Nested<ProfilePeek<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ProfilePeek<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MetadataPeek<'a> {
+    #[serde(borrow)]
+    phone_number_id: Text<'a>,
+    #[serde(borrow)]
+    display_phone_number: Text<'a>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lenient leaves and raw walking.
+
+/// A JSON value read where a string (or, for timestamps, an integer) is expected; any other
+/// type is recorded instead of failing the whole item.
+#[derive(Debug, Default, PartialEq)]
+enum Text<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Int(String),
+    Other,
+}
+
+impl<'a> Text<'a> {
+    /// A string field: absent and `null` are `None`; any other type is `Bad`.
+    fn string(&self) -> Result<Option<&str>, Bad> {
+        match self {
+            Self::Absent | Self::Null => Ok(None),
+            Self::Str(s) => Ok(Some(s)),
+            Self::Int(_) | Self::Other => Err(Bad),
+        }
+    }
+
+    fn into_string(self) -> Result<Option<Cow<'a, str>>, Bad> {
+        match self {
+            Self::Absent | Self::Null => Ok(None),
+            Self::Str(s) => Ok(Some(s)),
+            Self::Int(_) | Self::Other => Err(Bad),
+        }
+    }
+
+    /// A timestamp: Meta sends decimal strings, some producers integers.
+    fn stamp(&self) -> Result<Option<&str>, Bad> {
+        match self {
+            Self::Absent | Self::Null => Ok(None),
+            Self::Str(s) => Ok(Some(s)),
+            Self::Int(s) => Ok(Some(s)),
+            Self::Other => Err(Bad),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+struct TextVisitor<'a>(std::marker::PhantomData<Text<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+    type Value = Text<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Text::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Text::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Text::Str(Cow::Owned(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Text::Int(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Text::Int(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Text::Other)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Text::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Text::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Text::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(Text::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map)?;
+        Ok(Text::Other)
+    }
+}
+
+/// A JSON value read where an object is expected.
+enum Nested<T> {
+    Absent,
+    Null,
+    Obj(T),
+    Other,
+}
+
+impl<T> Default for Nested<T> {
+    fn default() -> Self {
+        Self::Absent
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nested<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NestedVisitor(std::marker::PhantomData))
+    }
+}
+
+struct NestedVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for NestedVisitor<T> {
+    type Value = Nested<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Nested::Obj)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(Nested::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Nested::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Nested::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Nested::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Nested::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Nested::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Nested::Other)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Nested::Other)
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> serde_json::Result<T> {
+    serde_json::from_str(raw.get())
+}
+
+/// The elements of a JSON array, unparsed; `None` when `raw` is not an array.
+fn elements(raw: &RawValue) -> Option<Vec<&RawValue>> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+/// Calls `f` with each member of the JSON object in `json`, values unparsed, duplicates
+/// included (a `Value` or a derived struct would hide or refuse them). `whole_input` also
+/// refuses trailing text after the object.
+fn for_each_member<'a, F>(json: &'a str, whole_input: bool, f: F) -> serde_json::Result<()>
+where
+    F: FnMut(Cow<'a, str>, &'a RawValue),
+{
+    let mut de = serde_json::Deserializer::from_str(json);
+    MembersSeed(f).deserialize(&mut de)?;
+    if whole_input {
+        de.end()?;
+    }
+    Ok(())
+}
+
+struct MembersSeed<F>(F);
+
+impl<'de, F> DeserializeSeed<'de> for MembersSeed<F>
+where
+    F: FnMut(Cow<'de, str>, &'de RawValue),
+{
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F> Visitor<'de> for MembersSeed<F>
+where
+    F: FnMut(Cow<'de, str>, &'de RawValue),
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            (self.0)(key, value);
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+}

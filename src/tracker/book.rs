@@ -1,0 +1,340 @@
+//! The tracker's book: every assigned partition's contacts, their timers, and what each input
+//! or tick must write. No Kafka here — the caller feeds records in and writes the `Outbox` out,
+//! so the routing rules (aliases, moves) are tested without a broker.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use serde_json::Value;
+
+use super::input::{
+    decode, AliasData, ForwardedData, MovedState, TrackerInput, MAX_FORWARD_HOPS, TYPE_ALIAS,
+    TYPE_FORWARDED, TYPE_MOVED,
+};
+use super::records::{routing_record, state_record, window_event, window_event_id, Alias, Contact};
+use crate::domain::{ContactKey, UnixSeconds, WaId};
+use crate::window::{EventType, WindowConfig, WindowEvent, WindowKind};
+
+/// Everything one batch of inputs or one tick must write, in the order it must be written:
+/// routed records and window events first, state records once those are acknowledged.
+#[derive(Default)]
+pub struct Outbox {
+    pub routed: Vec<(ContactKey, Vec<u8>)>,
+    pub events: Vec<EmittedEvent>,
+    /// `(partition, key, value)`; `None` is a tombstone.
+    pub states: Vec<(i32, ContactKey, Option<Vec<u8>>)>,
+}
+
+pub struct EmittedEvent {
+    pub key: ContactKey,
+    pub id: String,
+    pub type_name: &'static str,
+    pub payload: Vec<u8>,
+    /// When it was due, for timer lateness.
+    pub due: Option<UnixSeconds>,
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.routed.is_empty() && self.events.is_empty() && self.states.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Partition {
+    contacts: HashMap<ContactKey, Contact>,
+}
+
+pub struct Book {
+    cfg: WindowConfig,
+    partitions: HashMap<i32, Partition>,
+    /// Deadlines, lazily invalidated: an entry whose contact no longer has that deadline is
+    /// skipped when popped.
+    timers: BinaryHeap<Reverse<(UnixSeconds, i32, ContactKey)>>,
+}
+
+impl Book {
+    pub fn new(cfg: WindowConfig) -> Self {
+        Self { cfg, partitions: HashMap::new(), timers: BinaryHeap::new() }
+    }
+
+    pub fn config(&self) -> &WindowConfig {
+        &self.cfg
+    }
+
+    pub fn has_partition(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// Installs a partition's restored contacts and arms their timers.
+    pub fn restore_partition(&mut self, partition: i32, contacts: HashMap<ContactKey, Contact>) {
+        for (key, contact) in &contacts {
+            if let Some(at) = next_deadline(contact, &self.cfg) {
+                self.timers.push(Reverse((at, partition, key.clone())));
+            }
+        }
+        self.partitions.insert(partition, Partition { contacts });
+    }
+
+    /// A revoked partition's state is dropped; its new owner restores it from the state topic.
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.partitions.values().map(|p| p.contacts.len()).sum()
+    }
+
+    /// Open windows by kind, for the gauge.
+    pub fn open_windows(&self) -> (i64, i64) {
+        let mut counts = (0, 0);
+        for contact in self.partitions.values().flat_map(|p| p.contacts.values()) {
+            counts.0 += i64::from(contact.windows.customer_service().is_some_and(|v| v.is_open()));
+            counts.1 += i64::from(contact.windows.free_entry_point().is_some_and(|v| v.is_open()));
+        }
+        counts
+    }
+
+    pub fn next_timer(&self) -> Option<UnixSeconds> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    pub fn contact(&self, partition: i32, key: &ContactKey) -> Option<&Contact> {
+        self.partitions.get(&partition)?.contacts.get(key)
+    }
+
+    /// One inbound record. `arrival` is when the receiver took it (the record's timestamp):
+    /// it decides lateness, so a tracker catching up after downtime judges messages by when
+    /// they reached us, not by when it got round to them.
+    pub fn apply_record(
+        &mut self,
+        partition: i32,
+        key: &ContactKey,
+        value: Value,
+        arrival: UnixSeconds,
+        now: UnixSeconds,
+        out: &mut Outbox,
+    ) {
+        self.apply_value(partition, key, value, 0, arrival, now, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_value(
+        &mut self,
+        partition: i32,
+        key: &ContactKey,
+        value: Value,
+        hops: u8,
+        arrival: UnixSeconds,
+        now: UnixSeconds,
+        out: &mut Outbox,
+    ) {
+        let alias_target = self.contact(partition, key).and_then(|c| c.alias_target(now)).cloned();
+        // Only an aliased key needs the original again, to pass it on untouched.
+        let original = alias_target.as_ref().map(|_| value.clone());
+        match decode(value, &self.cfg) {
+            TrackerInput::Ignored => {}
+            TrackerInput::Forwarded { event, hops } => {
+                if hops > MAX_FORWARD_HOPS {
+                    tracing::warn!(contact = %key, hops, "dropping a forwarded record caught in a routing loop");
+                    return;
+                }
+                self.apply_value(partition, key, *event, hops, arrival, now, out);
+            }
+            TrackerInput::Rules { .. } if alias_target.is_some() => {
+                if let (Some(target), Some(original)) = (alias_target, original) {
+                    forward(&target, original, hops, now, out);
+                }
+            }
+            TrackerInput::Rules { input, ids } => {
+                let cfg = self.cfg.clone();
+                self.change(partition, key, now, out, |contact, events, routed| {
+                    contact.windows.apply(&input, arrival, &cfg, events);
+                    contact.windows.tick(now, &cfg, events);
+                    let opened = events
+                        .iter()
+                        .any(|e| matches!(e.event, EventType::Opened) && e.window == WindowKind::CustomerService);
+                    remember_phone_number(contact, key, ids.wa_id, opened, now, routed);
+                });
+            }
+            TrackerInput::UserIdChanged { to, ids } => {
+                if &to == key {
+                    return;
+                }
+                let cfg_until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
+                let partition_map = self.partitions.entry(partition).or_default();
+                let previous = partition_map.contacts.remove(key).unwrap_or_default();
+                let moved = MovedState {
+                    from: key.clone(),
+                    windows: previous.windows,
+                    wa_id: ids.wa_id.or(previous.wa_id),
+                };
+                let id = format!("{}:moved:{}", key.as_str(), to.as_str());
+                out.routed.push((to.clone(), routing_record(&to, TYPE_MOVED, &id, now, &moved)));
+                // Stragglers still addressed to the old id (reordered messages, statuses) follow.
+                let stub = Contact {
+                    alias: Some(Alias { target: to, until: cfg_until }),
+                    ..Contact::default()
+                };
+                self.store(partition, key, stub, now, out);
+            }
+            TrackerInput::Moved(moved) => {
+                let cfg = self.cfg.clone();
+                self.change(partition, key, now, out, |contact, events, routed| {
+                    contact.alias = None;
+                    contact.windows.absorb(moved.windows, now, &cfg, events);
+                    contact.windows.tick(now, &cfg, events);
+                    remember_phone_number(contact, key, moved.wa_id, true, now, routed);
+                });
+            }
+            TrackerInput::Alias { target } => {
+                if &target == key {
+                    return;
+                }
+                let until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
+                let partition_map = self.partitions.entry(partition).or_default();
+                let previous = partition_map.contacts.remove(key).unwrap_or_default();
+                // Windows kept under the phone number before a BSUID was known join the BSUID's.
+                if !previous.windows.is_forgettable(now, &self.cfg) {
+                    let moved = MovedState { from: key.clone(), windows: previous.windows, wa_id: None };
+                    let id = format!("{}:moved:{}", key.as_str(), target.as_str());
+                    out.routed.push((target.clone(), routing_record(&target, TYPE_MOVED, &id, now, &moved)));
+                }
+                let stub = Contact { alias: Some(Alias { target, until }), ..Contact::default() };
+                self.store(partition, key, stub, now, out);
+            }
+        }
+    }
+
+    /// Runs `update` on a contact and writes whatever changed: events, routed records, state.
+    fn change(
+        &mut self,
+        partition: i32,
+        key: &ContactKey,
+        now: UnixSeconds,
+        out: &mut Outbox,
+        update: impl FnOnce(&mut Contact, &mut Vec<WindowEvent>, &mut Vec<(ContactKey, Vec<u8>)>),
+    ) {
+        let mut contact = self
+            .partitions
+            .entry(partition)
+            .or_default()
+            .contacts
+            .remove(key)
+            .unwrap_or_default();
+        let before = contact.clone();
+        let mut events = Vec::new();
+        update(&mut contact, &mut events, &mut out.routed);
+        self.push_events(key, &contact, &events, now, out);
+        if contact != before {
+            self.store(partition, key, contact, now, out);
+        } else if contact != Contact::default() {
+            self.partitions.entry(partition).or_default().contacts.insert(key.clone(), contact);
+        }
+    }
+
+    fn push_events(&self, key: &ContactKey, contact: &Contact, events: &[WindowEvent], now: UnixSeconds, out: &mut Outbox) {
+        for event in events {
+            let due = match event.event {
+                EventType::Opened => None,
+                EventType::Closing { lead_secs } => Some(event.expires_at.minus(lead_secs)),
+                EventType::Closed { .. } => Some(event.expires_at),
+            };
+            out.events.push(EmittedEvent {
+                key: key.clone(),
+                id: window_event_id(key, event),
+                type_name: event.type_name(),
+                payload: window_event(key, contact.wa_id.as_ref(), event, now),
+                due,
+            });
+        }
+    }
+
+    /// Keeps (or forgets) a contact, writes its state record or tombstone, and arms its timer.
+    fn store(&mut self, partition: i32, key: &ContactKey, contact: Contact, now: UnixSeconds, out: &mut Outbox) {
+        let forgettable =
+            contact.windows.is_forgettable(now, &self.cfg) && contact.alias_target(now).is_none();
+        let contacts = &mut self.partitions.entry(partition).or_default().contacts;
+        if forgettable {
+            contacts.remove(key);
+            out.states.push((partition, key.clone(), None));
+            return;
+        }
+        out.states.push((partition, key.clone(), Some(state_record(key, &contact, now))));
+        if let Some(at) = next_deadline(&contact, &self.cfg) {
+            self.timers.push(Reverse((at, partition, key.clone())));
+        }
+        contacts.insert(key.clone(), contact);
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn tick(&mut self, now: UnixSeconds, out: &mut Outbox) {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, partition, key))) = self.timers.pop() else { break };
+            let Some(contact) = self.contact(partition, &key) else { continue };
+            // A stale entry: the contact's deadline moved since this was armed.
+            if next_deadline(contact, &self.cfg) != Some(at) {
+                continue;
+            }
+            let cfg = self.cfg.clone();
+            self.change(partition, &key, now, out, |contact, events, _| {
+                contact.windows.tick(now, &cfg, events);
+                if contact.alias.as_ref().is_some_and(|a| a.until <= now) {
+                    contact.alias = None;
+                }
+            });
+        }
+    }
+}
+
+fn next_deadline(contact: &Contact, cfg: &WindowConfig) -> Option<UnixSeconds> {
+    let alias_end = contact.alias.as_ref().map(|a| a.until);
+    match (contact.windows.next_deadline(cfg), alias_end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A BSUID contact that shows a phone number tells that number's key to route here, so
+/// statuses naming only the phone number (failed sends carry no BSUID) reach this state.
+/// Sent when the number is new and whenever a window opens, so the alias outlives the window.
+fn remember_phone_number(
+    contact: &mut Contact,
+    key: &ContactKey,
+    wa_id: Option<WaId>,
+    window_opened: bool,
+    now: UnixSeconds,
+    routed: &mut Vec<(ContactKey, Vec<u8>)>,
+) {
+    let Some((pnid, customer)) = key.as_str().split_once(':') else { return };
+    if !customer.contains('.') {
+        return;
+    }
+    let Some(wa_id) = wa_id else { return };
+    let changed = contact.wa_id.as_ref() != Some(&wa_id);
+    if !changed && !window_opened {
+        return;
+    }
+    let alias_key = ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str()));
+    let id = format!("{}:alias:{}:{}", alias_key.as_str(), key.as_str(), now.0);
+    routed.push((
+        alias_key.clone(),
+        routing_record(&alias_key, TYPE_ALIAS, &id, now, AliasData { target: key.clone() }),
+    ));
+    contact.wa_id = Some(wa_id);
+}
+
+fn forward(target: &ContactKey, event: Value, hops: u8, now: UnixSeconds, out: &mut Outbox) {
+    let id_source = serde_json::to_string(&event).unwrap_or_default();
+    let id = format!("{}:forwarded:{}", target.as_str(), short_hash(&id_source));
+    let data = ForwardedData { hops: hops.saturating_add(1), event };
+    out.routed.push((target.clone(), routing_record(target, TYPE_FORWARDED, &id, now, data)));
+}
+
+fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..12])
+}

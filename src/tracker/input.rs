@@ -1,0 +1,342 @@
+//! What the tracker reads from the inbound topic, decoded into what the window rules need.
+//! Decoding is lenient: an item the rules don't care about, or can't read, is `Ignored`, never
+//! an error that would stall a partition.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{ContactKey, MessageId, UnixSeconds, UserId, WaId};
+use crate::window::{message_opens_window, ContactWindows, Input, WindowConfig};
+
+/// Records the tracker itself routes through the inbound topic, to reach the partition that
+/// owns another key. Downstream consumers of the inbound topic can ignore them.
+pub const TYPE_MOVED: &str = "windowkeeper.contact.moved";
+pub const TYPE_ALIAS: &str = "windowkeeper.contact.alias";
+pub const TYPE_FORWARDED: &str = "windowkeeper.contact.forwarded";
+
+/// Error code of a failed send that proves the customer service window is closed.
+const RE_ENGAGEMENT_ERROR: i64 = 131_047;
+/// A forwarded record that keeps being forwarded is a routing loop; stop it.
+pub const MAX_FORWARD_HOPS: u8 = 4;
+
+#[derive(Debug)]
+pub enum TrackerInput {
+    /// Something for the window rules, plus the ids it names.
+    Rules { input: Input, ids: ContactIds },
+    /// The customer's BSUID changed: move the state from this key to `to`.
+    UserIdChanged { to: ContactKey, ids: ContactIds },
+    /// State of the same customer under an old key, arriving at its new key.
+    Moved(MovedState),
+    /// Inputs for this (wa_id) key belong to `target` (the BSUID key).
+    Alias { target: ContactKey },
+    /// An inbound event re-routed from an aliased key.
+    Forwarded { event: Box<Value>, hops: u8 },
+    /// Nothing the windows care about.
+    Ignored,
+}
+
+/// The ids an inbound item carries for its customer.
+#[derive(Debug, Default, Clone)]
+pub struct ContactIds {
+    pub wa_id: Option<WaId>,
+    pub user_id: Option<UserId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MovedState {
+    pub from: ContactKey,
+    pub windows: ContactWindows,
+    #[serde(default)]
+    pub wa_id: Option<WaId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AliasData {
+    pub target: ContactKey,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardedData {
+    pub hops: u8,
+    pub event: Value,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize, Default)]
+struct Data {
+    #[serde(default)]
+    phone_number_id: Option<String>,
+    #[serde(default)]
+    wa_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default)]
+    call: Option<Value>,
+    #[serde(default)]
+    user_id_update: Option<Value>,
+}
+
+/// Decodes one inbound CloudEvent (already parsed JSON).
+pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
+    let Ok(envelope) = serde_json::from_value::<Envelope>(event) else {
+        return TrackerInput::Ignored;
+    };
+    match envelope.event_type.as_str() {
+        TYPE_MOVED => serde_json::from_value(envelope.data).map_or(TrackerInput::Ignored, TrackerInput::Moved),
+        TYPE_ALIAS => serde_json::from_value::<AliasData>(envelope.data)
+            .map_or(TrackerInput::Ignored, |a| TrackerInput::Alias { target: a.target }),
+        TYPE_FORWARDED => serde_json::from_value::<ForwardedData>(envelope.data)
+            .map_or(TrackerInput::Ignored, |f| TrackerInput::Forwarded {
+                event: Box::new(f.event),
+                hops: f.hops,
+            }),
+        inbound => {
+            let data: Data = serde_json::from_value(envelope.data).unwrap_or_default();
+            decode_inbound(inbound, data, cfg)
+        }
+    }
+}
+
+fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerInput {
+    let ids = ContactIds {
+        wa_id: data.wa_id.as_deref().map(WaId::new),
+        user_id: data.user_id.as_deref().map(UserId::new),
+    };
+    let rules = |input: Option<Input>, ids: ContactIds| match input {
+        Some(input) => TrackerInput::Rules { input, ids },
+        None => TrackerInput::Ignored,
+    };
+    match event_type {
+        "whatsapp.message.received" => {
+            let Some(message) = data.message else { return TrackerInput::Ignored };
+            if let Some(new_user_id) = changed_user_id(&message) {
+                return moved_to(data.phone_number_id.as_deref(), new_user_id, ids);
+            }
+            rules(customer_message(&message, cfg), ids)
+        }
+        "whatsapp.call.received" => rules(data.call.as_ref().and_then(user_call), ids),
+        "whatsapp.status.updated" => rules(data.status.as_ref().and_then(business_status), ids),
+        "whatsapp.contact.user_id_changed" => {
+            let current = data
+                .user_id_update
+                .as_ref()
+                .and_then(|u| u.pointer("/user_id/current"))
+                .and_then(Value::as_str);
+            match current {
+                Some(current) => {
+                    let ids = ContactIds {
+                        wa_id: data
+                            .user_id_update
+                            .as_ref()
+                            .and_then(|u| u.get("wa_id"))
+                            .and_then(Value::as_str)
+                            .map(WaId::new)
+                            .or(ids.wa_id),
+                        user_id: Some(UserId::new(current)),
+                    };
+                    moved_to(data.phone_number_id.as_deref(), current, ids)
+                }
+                None => TrackerInput::Ignored,
+            }
+        }
+        _ => TrackerInput::Ignored,
+    }
+}
+
+fn moved_to(phone_number_id: Option<&str>, new_user_id: &str, ids: ContactIds) -> TrackerInput {
+    match phone_number_id {
+        Some(pnid) => TrackerInput::UserIdChanged {
+            to: ContactKey::from_raw(&format!("{pnid}:{new_user_id}")),
+            ids: ContactIds { user_id: Some(UserId::new(new_user_id)), wa_id: ids.wa_id },
+        },
+        None => TrackerInput::Ignored,
+    }
+}
+
+fn timestamp(item: &Value) -> Option<UnixSeconds> {
+    item.get("timestamp").and_then(UnixSeconds::parse_meta)
+}
+
+fn item_id(item: &Value) -> Option<MessageId> {
+    item.get("id").and_then(Value::as_str).map(MessageId::new)
+}
+
+/// `system` messages of type `user_changed_user_id` carry the new BSUID.
+fn changed_user_id(message: &Value) -> Option<&str> {
+    let system = message.get("system")?;
+    (message.get("type").and_then(Value::as_str) == Some("system")
+        && system.get("type").and_then(Value::as_str) == Some("user_changed_user_id"))
+    .then(|| system.get("user_id").and_then(Value::as_str))
+    .flatten()
+}
+
+fn customer_message(message: &Value, cfg: &WindowConfig) -> Option<Input> {
+    let message_type = message.get("type").and_then(Value::as_str).unwrap_or("unknown");
+    if !message_opens_window(message_type, cfg) {
+        return None;
+    }
+    Some(Input::CustomerMessage {
+        id: item_id(message)?,
+        at: timestamp(message)?,
+        referral: message.get("referral").is_some_and(Value::is_object),
+    })
+}
+
+/// A call the customer placed opens the window, answered or not.
+fn user_call(call: &Value) -> Option<Input> {
+    let direction = call.get("direction").and_then(Value::as_str)?;
+    let event = call.get("event").and_then(Value::as_str).unwrap_or("connect");
+    // `terminate` of the same call repeats it; only its start counts.
+    if !direction.eq_ignore_ascii_case("USER_INITIATED") || event == "terminate" {
+        return None;
+    }
+    Some(Input::CustomerMessage { id: item_id(call)?, at: timestamp(call)?, referral: false })
+}
+
+fn business_status(status: &Value) -> Option<Input> {
+    let at = timestamp(status)?;
+    match status.get("status").and_then(Value::as_str)? {
+        "sent" => {
+            let free_entry = status.pointer("/pricing/type").and_then(Value::as_str) == Some("free_entry_point");
+            let fep_expires_at = free_entry
+                .then(|| status.pointer("/conversation/expiration_timestamp"))
+                .flatten()
+                .and_then(UnixSeconds::parse_meta);
+            Some(Input::BusinessSent { id: item_id(status)?, at, fep_expires_at })
+        }
+        "failed" => {
+            let codes = status.get("errors").and_then(Value::as_array)?;
+            codes
+                .iter()
+                .any(|e| e.get("code").and_then(Value::as_i64) == Some(RE_ENGAGEMENT_ERROR))
+                .then_some(Input::ReEngagementFailed { at })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg() -> WindowConfig {
+        WindowConfig {
+            service_window_secs: 86_400,
+            free_entry_window_secs: 259_200,
+            closing_leads_secs: vec![3600],
+            reactions_open_window: false,
+        }
+    }
+
+    fn event(event_type: &str, data: Value) -> Value {
+        json!({"specversion": "1.0", "type": event_type, "id": "x", "data": data})
+    }
+
+    #[test]
+    fn text_message_opens() {
+        let input = decode(
+            event(
+                "whatsapp.message.received",
+                json!({"phone_number_id": "1", "user_id": "US.1", "wa_id": "155",
+                       "message": {"id": "wamid.A", "timestamp": "100", "type": "text"}}),
+            ),
+            &cfg(),
+        );
+        assert!(matches!(
+            input,
+            TrackerInput::Rules { input: Input::CustomerMessage { at: UnixSeconds(100), referral: false, .. }, .. }
+        ));
+    }
+
+    #[test]
+    fn reaction_and_system_are_not_openers() {
+        for t in ["reaction", "system", "revoke"] {
+            let input = decode(
+                event("whatsapp.message.received", json!({"message": {"id": "m", "timestamp": "1", "type": t}})),
+                &cfg(),
+            );
+            assert!(matches!(input, TrackerInput::Ignored), "{t}");
+        }
+    }
+
+    #[test]
+    fn failed_131047_is_a_correction_and_other_failures_are_not() {
+        let failed = |code: i64| {
+            decode(
+                event(
+                    "whatsapp.status.updated",
+                    json!({"status": {"id": "w", "status": "failed", "timestamp": "5", "errors": [{"code": code}]}}),
+                ),
+                &cfg(),
+            )
+        };
+        assert!(matches!(failed(131_047), TrackerInput::Rules { input: Input::ReEngagementFailed { .. }, .. }));
+        assert!(matches!(failed(131_026), TrackerInput::Ignored));
+    }
+
+    #[test]
+    fn free_entry_point_sent_status_carries_the_authoritative_end() {
+        let input = decode(
+            event(
+                "whatsapp.status.updated",
+                json!({"status": {"id": "w", "status": "sent", "timestamp": "5",
+                       "conversation": {"expiration_timestamp": "99"},
+                       "pricing": {"type": "free_entry_point"}}}),
+            ),
+            &cfg(),
+        );
+        assert!(matches!(
+            input,
+            TrackerInput::Rules { input: Input::BusinessSent { fep_expires_at: Some(UnixSeconds(99)), .. }, .. }
+        ));
+    }
+
+    #[test]
+    fn user_id_changes_name_the_new_key() {
+        let input = decode(
+            event(
+                "whatsapp.contact.user_id_changed",
+                json!({"phone_number_id": "7", "user_id_update": {"wa_id": "155", "user_id": {"previous": "US.1", "current": "US.2"}}}),
+            ),
+            &cfg(),
+        );
+        let TrackerInput::UserIdChanged { to, .. } = input else { panic!("move") };
+        assert_eq!(to.as_str(), "7:US.2");
+        let input = decode(
+            event(
+                "whatsapp.message.received",
+                json!({"phone_number_id": "7", "message": {"id": "s", "timestamp": "1", "type": "system",
+                       "system": {"type": "user_changed_user_id", "user_id": "US.3"}}}),
+            ),
+            &cfg(),
+        );
+        let TrackerInput::UserIdChanged { to, .. } = input else { panic!("move") };
+        assert_eq!(to.as_str(), "7:US.3");
+    }
+
+    #[test]
+    fn business_initiated_calls_and_call_ends_open_nothing() {
+        for (direction, ev) in [("BUSINESS_INITIATED", "connect"), ("USER_INITIATED", "terminate")] {
+            let input = decode(
+                event(
+                    "whatsapp.call.received",
+                    json!({"call": {"id": "c", "timestamp": "1", "direction": direction, "event": ev}}),
+                ),
+                &cfg(),
+            );
+            assert!(matches!(input, TrackerInput::Ignored));
+        }
+    }
+}

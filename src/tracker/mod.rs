@@ -1,0 +1,439 @@
+//! The window tracker: consumes the inbound topic in a consumer group, keeps each contact's
+//! windows, and writes window events and state. Per batch: events (and routed records) are
+//! acknowledged first, then state, then offsets — so a crash can only repeat work, with the
+//! same deterministic ids, never lose it.
+
+mod book;
+mod input;
+mod records;
+mod restore;
+
+pub use book::{Book, EmittedEvent, Outbox};
+pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED};
+pub use records::{read_state_record, Contact, TYPE_STATE};
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{KafkaSettings, TrackerSettings};
+use crate::domain::{ContactKey, UnixSeconds};
+use crate::kafka::{publish_all, OutboundRecord, CLOUDEVENT_HEADERS};
+use crate::metrics::{KafkaOperation, Metrics};
+
+/// Most records handled in one batch (one round of acknowledgements and one commit).
+const MAX_BATCH: usize = 2000;
+/// How long the state restore of an assignment may take before the tracker gives up.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error("cannot create the tracker's Kafka consumer: {0}")]
+    Consumer(KafkaError),
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error("the consumer failed: {0}")]
+    Consume(KafkaError),
+}
+
+enum RebalanceEvent {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Rebalance callbacks run inside the consumer's poll, on our task, before any record of a
+/// newly assigned partition is returned; they only pass the news on.
+struct RebalanceContext {
+    topic: String,
+    events: Mutex<mpsc::Sender<RebalanceEvent>>,
+}
+
+impl RebalanceContext {
+    fn send(&self, event: RebalanceEvent) {
+        if let Ok(sender) = self.events.lock() {
+            let _ = sender.send(event);
+        }
+    }
+
+    fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.send(RebalanceEvent::Revoked(self.partitions(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.send(RebalanceEvent::Assigned(self.partitions(list)));
+        }
+    }
+}
+
+/// One inbound record, detached from the consumer's buffer.
+struct Inbound {
+    partition: i32,
+    offset: i64,
+    key: Option<ContactKey>,
+    value: Option<serde_json::Value>,
+    arrival: Option<UnixSeconds>,
+    generation: u64,
+}
+
+pub struct Tracker {
+    consumer: StreamConsumer<RebalanceContext>,
+    producer: FutureProducer,
+    kafka: KafkaSettings,
+    book: Book,
+    metrics: Arc<Metrics>,
+    restored: Arc<AtomicBool>,
+    print_events: bool,
+    rebalances: mpsc::Receiver<RebalanceEvent>,
+    pending_rebalances: Vec<RebalanceEvent>,
+    assigned: HashSet<i32>,
+    /// Bumped at every rebalance: records fetched under an older assignment are not processed.
+    generation: u64,
+    last_gauges: Instant,
+}
+
+impl Tracker {
+    pub fn new(
+        kafka: &KafkaSettings,
+        settings: TrackerSettings,
+        producer: FutureProducer,
+        metrics: Arc<Metrics>,
+        print_events: bool,
+    ) -> Result<Self, TrackerError> {
+        let (sender, rebalances) = mpsc::channel();
+        let context = RebalanceContext { topic: kafka.topics.inbound.clone(), events: Mutex::new(sender) };
+        let consumer: StreamConsumer<RebalanceContext> = crate::kafka::base_config(&kafka.brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(context)
+            .map_err(TrackerError::Consumer)?;
+        Ok(Self {
+            consumer,
+            producer,
+            kafka: kafka.clone(),
+            book: Book::new(settings.windows),
+            metrics,
+            restored: Arc::new(AtomicBool::new(false)),
+            print_events,
+            rebalances,
+            pending_rebalances: Vec::new(),
+            assigned: HashSet::new(),
+            generation: 0,
+            last_gauges: Instant::now(),
+        })
+    }
+
+    /// True once every assigned partition's state is restored (what /readyz reports).
+    pub fn restored_flag(&self) -> Arc<AtomicBool> {
+        self.restored.clone()
+    }
+
+    pub async fn run(mut self, stop: CancellationToken) -> Result<(), TrackerError> {
+        let topic = self.kafka.topics.inbound.clone();
+        self.consumer
+            .subscribe(&[&topic])
+            .map_err(|source| TrackerError::Subscribe { topic: topic.clone(), source })?;
+        tracing::info!(topic, "tracker subscribed");
+        let mut batch = Vec::new();
+        loop {
+            let wait = self.time_to_next_timer();
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                received = self.consumer.recv() => {
+                    let first = received.map(|m| detach(&m, 0));
+                    self.collect_batch(first, &mut batch)?;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            self.handle_rebalances().await?;
+            let mut outbox = Outbox::default();
+            let mut offsets: HashMap<i32, i64> = HashMap::new();
+            let now = UnixSeconds::now();
+            for record in batch.drain(..) {
+                // Fetched before a rebalance: its partition's new owner handles it.
+                if record.generation != self.generation || !self.assigned.contains(&record.partition) {
+                    continue;
+                }
+                offsets.insert(record.partition, record.offset + 1);
+                if let Some(arrival) = record.arrival {
+                    self.metrics.input_lag.set((now.0 - arrival.0).max(0) as f64);
+                }
+                let (Some(key), Some(value)) = (record.key, record.value) else { continue };
+                let arrival = record.arrival.unwrap_or(now).min(now);
+                self.book.apply_record(record.partition, &key, value, arrival, now, &mut outbox);
+            }
+            self.book.tick(now, &mut outbox);
+            if self.write(outbox, &stop).await {
+                self.commit(&offsets);
+            }
+            self.update_gauges(false);
+        }
+        self.update_gauges(true);
+        tracing::info!("tracker stopped");
+        Ok(())
+    }
+
+    /// Adds whatever the consumer already has buffered, without waiting for more.
+    fn collect_batch(
+        &mut self,
+        first: Result<Inbound, KafkaError>,
+        batch: &mut Vec<Inbound>,
+    ) -> Result<(), TrackerError> {
+        match first {
+            Ok(record) => batch.push(record),
+            Err(error) => {
+                self.metrics.kafka_error(KafkaOperation::Consume);
+                tracing::warn!(%error, "consumer error");
+                return Ok(());
+            }
+        }
+        // Tag with the generation in force when the record was returned.
+        self.drain_rebalance_news();
+        if let Some(last) = batch.last_mut() {
+            last.generation = self.generation;
+        }
+        while batch.len() < MAX_BATCH {
+            let Some(next) = self.consumer.recv().now_or_never() else { break };
+            self.drain_rebalance_news();
+            match next {
+                Ok(message) => batch.push(detach(&message, self.generation)),
+                Err(error) => {
+                    self.metrics.kafka_error(KafkaOperation::Consume);
+                    tracing::warn!(%error, "consumer error");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drain_rebalance_news(&mut self) {
+        // Only note that a rebalance happened; the work is done in `handle_rebalances`.
+        let mut news = Vec::new();
+        while let Ok(event) = self.rebalances.try_recv() {
+            news.push(event);
+        }
+        if !news.is_empty() {
+            self.generation += 1;
+            self.pending_rebalances.extend(news);
+        }
+    }
+
+    async fn handle_rebalances(&mut self) -> Result<(), TrackerError> {
+        self.drain_rebalance_news();
+        let news: Vec<RebalanceEvent> = self.pending_rebalances.drain(..).collect();
+        for event in news {
+            match event {
+                RebalanceEvent::Revoked(partitions) => {
+                    for partition in &partitions {
+                        self.book.drop_partition(*partition);
+                        self.assigned.remove(partition);
+                    }
+                    tracing::info!(?partitions, "partitions revoked; their state dropped");
+                }
+                RebalanceEvent::Assigned(partitions) => {
+                    self.restored.store(false, Ordering::Relaxed);
+                    self.restore(&partitions).await?;
+                    self.assigned.extend(partitions.iter().copied());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore(&mut self, partitions: &[i32]) -> Result<(), TrackerError> {
+        let missing: Vec<i32> = partitions.iter().copied().filter(|p| !self.book.has_partition(*p)).collect();
+        let started = Instant::now();
+        let brokers = self.kafka.brokers.clone();
+        let topic = self.kafka.topics.window_state.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            restore::read_partitions(&brokers, &topic, &missing, RESTORE_DEADLINE)
+        })
+        .await
+        .map_err(|_| TrackerError::Consume(KafkaError::Canceled))
+        .and_then(|r| r.map_err(TrackerError::from))?;
+        let mut contacts = 0;
+        for (partition, state) in restored {
+            contacts += state.len();
+            self.book.restore_partition(partition, state);
+        }
+        let elapsed = started.elapsed();
+        self.metrics.restore_duration.observe(elapsed.as_secs_f64());
+        tracing::info!(?partitions, contacts, elapsed_ms = elapsed.as_millis() as u64, "state restored");
+        self.restored.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn time_to_next_timer(&self) -> Duration {
+        // Wake at least once a second to notice rebalances on a quiet topic.
+        let cap = Duration::from_secs(1);
+        match self.book.next_timer() {
+            Some(at) => {
+                let due = UNIX_EPOCH + Duration::from_secs(at.0.max(0) as u64);
+                due.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(cap)
+            }
+            None => cap,
+        }
+    }
+
+    /// Writes a batch's output in the order that makes a crash harmless, retrying until Kafka
+    /// takes it: state that ran ahead of what Kafka holds must not be left behind. Returns
+    /// false only when shutdown interrupted it (the input's offsets must then stay uncommitted).
+    async fn write(&mut self, outbox: Outbox, stop: &CancellationToken) -> bool {
+        if outbox.is_empty() {
+            return true;
+        }
+        let topics = &self.kafka.topics;
+        let mut first: Vec<OutboundRecord<'_>> = Vec::with_capacity(outbox.routed.len() + outbox.events.len());
+        for (key, payload) in &outbox.routed {
+            first.push(OutboundRecord {
+                topic: &topics.inbound,
+                key: Some(key.as_str()),
+                payload,
+                partition: None,
+                headers: CLOUDEVENT_HEADERS,
+            });
+        }
+        for event in &outbox.events {
+            first.push(OutboundRecord {
+                topic: &topics.window_events,
+                key: Some(event.key.as_str()),
+                payload: &event.payload,
+                partition: None,
+                headers: CLOUDEVENT_HEADERS,
+            });
+        }
+        if !publish_until_acknowledged(&self.producer, &first, self.kafka.publish_timeout, &self.metrics, stop).await {
+            return false;
+        }
+        let now = epoch_seconds_f64();
+        for event in &outbox.events {
+            self.metrics.window_event(event.type_name);
+            if let Some(due) = event.due {
+                self.metrics.timer_lateness.observe((now - due.0 as f64).max(0.0));
+            }
+            if self.print_events {
+                println!("{}", String::from_utf8_lossy(&event.payload));
+            }
+        }
+        let states: Vec<OutboundRecord<'_>> = outbox
+            .states
+            .iter()
+            .map(|(partition, key, value)| OutboundRecord {
+                topic: &topics.window_state,
+                key: Some(key.as_str()),
+                payload: value.as_deref().unwrap_or_default(),
+                partition: Some(*partition),
+                headers: if value.is_some() { CLOUDEVENT_HEADERS } else { &[] },
+            })
+            .collect();
+        publish_until_acknowledged(&self.producer, &states, self.kafka.publish_timeout, &self.metrics, stop).await
+    }
+
+    fn commit(&self, offsets: &HashMap<i32, i64>) {
+        if offsets.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in offsets {
+            if list
+                .add_partition_offset(&self.kafka.topics.inbound, *partition, Offset::Offset(*offset))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            // The next batch's commit covers these offsets too.
+            self.metrics.kafka_error(KafkaOperation::Commit);
+            tracing::warn!(%error, "offset commit failed");
+        }
+    }
+
+    fn update_gauges(&mut self, force: bool) {
+        if !force && self.last_gauges.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        self.last_gauges = Instant::now();
+        let (service, free_entry) = self.book.open_windows();
+        self.metrics.open_windows.get_or_create(&crate::metrics::WindowLabels { window: "customer_service" }).set(service);
+        self.metrics.open_windows.get_or_create(&crate::metrics::WindowLabels { window: "free_entry_point" }).set(free_entry);
+        self.metrics.tracked_contacts.set(self.book.contact_count() as i64);
+    }
+}
+
+fn detach(message: &rdkafka::message::BorrowedMessage<'_>, generation: u64) -> Inbound {
+    Inbound {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(|k| ContactKey::from_raw(&String::from_utf8_lossy(k))),
+        value: message.payload().and_then(|p| serde_json::from_slice(p).ok()),
+        arrival: message.timestamp().to_millis().map(|ms| UnixSeconds(ms.div_euclid(1000))),
+        generation,
+    }
+}
+
+async fn publish_until_acknowledged(
+    producer: &FutureProducer,
+    records: &[OutboundRecord<'_>],
+    timeout: Duration,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match publish_all(producer, records, timeout).await {
+            Ok(()) => return true,
+            Err(error) => {
+                metrics.kafka_error(KafkaOperation::Publish);
+                tracing::error!(%error, records = records.len(), "tracker output not acknowledged; retrying");
+                if stop.is_cancelled() {
+                    // Shutting down: what was not acknowledged is redone after restart,
+                    // since the offsets of its input are not committed.
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn epoch_seconds_f64() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}

@@ -1,0 +1,177 @@
+//! The records the tracker writes: window events, the per-contact state record (its changelog
+//! and downstream's current view), and the routing records it sends itself.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cloudevent::CloudEvent;
+use crate::domain::{ContactKey, MessageId, UnixSeconds, UserId, WaId};
+use crate::window::{CloseReason, ContactWindows, EventType, WindowEvent, WindowKind, WindowView};
+
+pub const TRACKER_SOURCE: &str = "/windowkeeper/tracker";
+pub const TYPE_STATE: &str = "whatsapp.window.state";
+
+/// The ids a contact key stands for.
+pub struct KeyParts<'a> {
+    pub phone_number_id: &'a str,
+    pub user_id: Option<UserId>,
+    pub wa_id: Option<WaId>,
+}
+
+/// Splits `<phone_number_id>:<customer>`; a customer id with a `.` is a BSUID (`US.123`),
+/// otherwise a phone-number id.
+pub fn key_parts<'a>(key: &'a ContactKey, known_wa_id: Option<&WaId>) -> KeyParts<'a> {
+    let (pnid, customer) = key.as_str().split_once(':').unwrap_or((key.as_str(), ""));
+    if customer.contains('.') {
+        KeyParts {
+            phone_number_id: pnid,
+            user_id: Some(UserId::new(customer)),
+            wa_id: known_wa_id.cloned(),
+        }
+    } else {
+        KeyParts {
+            phone_number_id: pnid,
+            user_id: None,
+            wa_id: (!customer.is_empty()).then(|| WaId::new(customer)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WindowEventData<'a> {
+    phone_number_id: &'a str,
+    user_id: Option<&'a UserId>,
+    wa_id: Option<&'a WaId>,
+    window: WindowKind,
+    #[serde(serialize_with = "rfc3339")]
+    opened_at: UnixSeconds,
+    #[serde(serialize_with = "rfc3339")]
+    expires_at: UnixSeconds,
+    last_inbound_message_id: Option<&'a MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lead_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    close_reason: Option<CloseReason>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &UnixSeconds, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339())
+}
+
+/// The instant an event stands for: when it opened, when the warning was due, when it closed.
+pub fn event_time(event: &WindowEvent, now: UnixSeconds) -> UnixSeconds {
+    match event.event {
+        EventType::Opened => event.opened_at,
+        EventType::Closing { lead_secs } => event.expires_at.minus(lead_secs),
+        EventType::Closed { reason: CloseReason::Expired } => event.expires_at,
+        EventType::Closed { reason: CloseReason::MetaReported } => now,
+    }
+}
+
+/// Deterministic: a replay of the same inputs re-emits the same id.
+pub fn window_event_id(key: &ContactKey, event: &WindowEvent) -> String {
+    format!("{}:{}", key.as_str(), event.id_suffix())
+}
+
+pub fn window_event(key: &ContactKey, wa_id: Option<&WaId>, event: &WindowEvent, now: UnixSeconds) -> Vec<u8> {
+    let parts = key_parts(key, wa_id);
+    let data = WindowEventData {
+        phone_number_id: parts.phone_number_id,
+        user_id: parts.user_id.as_ref(),
+        wa_id: parts.wa_id.as_ref(),
+        window: event.window,
+        opened_at: event.opened_at,
+        expires_at: event.expires_at,
+        last_inbound_message_id: event.last_inbound_message_id.as_ref(),
+        lead_seconds: match event.event {
+            EventType::Closing { lead_secs } => Some(lead_secs),
+            _ => None,
+        },
+        close_reason: match event.event {
+            EventType::Closed { reason } => Some(reason),
+            _ => None,
+        },
+    };
+    let id = window_event_id(key, event);
+    let envelope = CloudEvent::new(
+        id.as_str(),
+        TRACKER_SOURCE,
+        event.type_name(),
+        key.as_str(),
+        Some(event_time(event, now)),
+        data,
+    );
+    serialize(&envelope)
+}
+
+/// One contact as the tracker keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub windows: ContactWindows,
+    /// The phone-number id seen with this BSUID, so a status naming only the phone number
+    /// can be routed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<WaId>,
+    /// Inputs for this key belong to another key until `until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Alias>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub target: ContactKey,
+    pub until: UnixSeconds,
+}
+
+impl Contact {
+    pub fn alias_target(&self, now: UnixSeconds) -> Option<&ContactKey> {
+        self.alias.as_ref().filter(|a| a.until > now).map(|a| &a.target)
+    }
+}
+
+#[derive(Serialize)]
+struct StateViewOut<'a> {
+    phone_number_id: &'a str,
+    user_id: Option<&'a UserId>,
+    wa_id: Option<&'a WaId>,
+    customer_service: Option<WindowView>,
+    free_entry_point: Option<WindowView>,
+    #[serde(serialize_with = "rfc3339")]
+    updated_at: UnixSeconds,
+    /// Everything the tracker needs to carry on after a restart.
+    tracker: &'a Contact,
+}
+
+#[derive(Deserialize)]
+struct StateViewIn {
+    tracker: Contact,
+}
+
+pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Vec<u8> {
+    let parts = key_parts(key, contact.wa_id.as_ref());
+    let data = StateViewOut {
+        phone_number_id: parts.phone_number_id,
+        user_id: parts.user_id.as_ref(),
+        wa_id: parts.wa_id.as_ref(),
+        customer_service: contact.windows.customer_service(),
+        free_entry_point: contact.windows.free_entry_point(),
+        updated_at: now,
+        tracker: contact,
+    };
+    let id = format!("{}:state:{}", key.as_str(), now.0);
+    serialize(&CloudEvent::new(id.as_str(), TRACKER_SOURCE, TYPE_STATE, key.as_str(), Some(now), data))
+}
+
+/// Reads back a state record; `None` for anything that is not one (it is skipped).
+pub fn read_state_record(value: &[u8]) -> Option<Contact> {
+    CloudEvent::<StateViewIn>::from_slice(value).ok().map(|e| e.data.tracker)
+}
+
+/// A record the tracker routes to another key through the inbound topic.
+pub fn routing_record<T: Serialize>(key: &ContactKey, event_type: &str, id: &str, now: UnixSeconds, data: T) -> Vec<u8> {
+    serialize(&CloudEvent::new(id, TRACKER_SOURCE, event_type, key.as_str(), Some(now), data))
+}
+
+fn serialize<T: Serialize>(event: &CloudEvent<'_, T>) -> Vec<u8> {
+    // Serializing plain structs of strings and integers into memory cannot fail.
+    event.to_vec().unwrap_or_default()
+}

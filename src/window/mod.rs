@@ -1,0 +1,1 @@
+//! Messaging window rules (filled in below).

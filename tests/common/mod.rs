@@ -1,0 +1,423 @@
+//! Test helpers: a real Tansu broker process, the real windowkeeper binary, and a real Kafka
+//! consumer to read what it wrote. Every process started here is killed when its handle is
+//! dropped, also when a test fails.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub const SECRET: &str = "test-app-secret";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let home_bin = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|p| p.join("bin").join("tansu"));
+    match home_bin {
+        Ok(path) if path.exists() => path,
+        _ => PathBuf::from("tansu"),
+    }
+}
+
+/// A process that is killed when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
+    /// SIGKILL: a crash, nothing flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+pub struct Broker {
+    pub port: u16,
+    storage: String,
+    pub proc: Proc,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// A Tansu broker keeping everything in memory.
+    pub fn start() -> Self {
+        let port = free_port();
+        let storage = "memory://tansu/".to_owned();
+        let proc = spawn_tansu(port, &storage);
+        Self { port, storage, proc, _dir: None }
+    }
+
+    /// A Tansu broker on SQLite, which keeps its data across its own restart.
+    pub fn start_persistent() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let storage = format!("sqlite://{}", dir.path().join("tansu.db").display());
+        let proc = spawn_tansu(port, &storage);
+        Self { port, storage, proc, _dir: Some(dir) }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = spawn_tansu(self.port, &self.storage);
+    }
+}
+
+fn spawn_tansu(port: u16, storage: &str) -> Proc {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("tansu-{port}.log"));
+    let log_file = std::fs::File::create(&log).expect("tansu log file");
+    let child = Command::new(tansu_binary())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log handle"))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start tansu ({}): {e}; run .ci/run or install it", tansu_binary().display()));
+    let proc = Proc { child: Some(child), name: "tansu".into() };
+    assert!(wait_for_port(port, Duration::from_secs(30)), "tansu did not listen on {port}; see {}", log.display());
+    proc
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_windowkeeper")
+}
+
+/// A running windowkeeper process.
+pub struct App {
+    pub proc: Proc,
+    pub listen: u16,
+    pub admin: u16,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct AppOptions<'a> {
+    pub command: &'a str,
+    pub brokers: Option<String>,
+    pub extra: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub topic_prefix: String,
+}
+
+impl<'a> AppOptions<'a> {
+    pub fn new(command: &'a str, brokers: &str, topic_prefix: &str) -> Self {
+        Self {
+            command,
+            brokers: Some(brokers.to_owned()),
+            extra: Vec::new(),
+            env: Vec::new(),
+            topic_prefix: topic_prefix.to_owned(),
+        }
+    }
+
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.extra.push(flag.to_owned());
+        self.extra.push(value.to_owned());
+        self
+    }
+}
+
+pub struct TopicNames {
+    pub inbound: String,
+    pub events: String,
+    pub state: String,
+    pub deadletter: String,
+}
+
+pub fn topics(prefix: &str) -> TopicNames {
+    TopicNames {
+        inbound: format!("{prefix}.inbound"),
+        events: format!("{prefix}.window-events"),
+        state: format!("{prefix}.window-state"),
+        deadletter: format!("{prefix}.deadletter"),
+    }
+}
+
+impl App {
+    pub fn spawn(options: AppOptions<'_>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen = free_port();
+        let admin = free_port();
+        let names = topics(&options.topic_prefix);
+        let mut args: Vec<String> = vec![options.command.to_owned()];
+        let mut flag = |f: &str, v: String| {
+            args.push(f.to_owned());
+            args.push(v);
+        };
+        flag("--admin-listen", format!("127.0.0.1:{admin}"));
+        if let Some(brokers) = &options.brokers {
+            flag("--kafka-brokers", brokers.clone());
+        }
+        flag("--topic-inbound", names.inbound);
+        flag("--topic-window-events", names.events);
+        flag("--topic-window-state", names.state);
+        flag("--topic-deadletter", names.deadletter);
+        if options.command != "tracker" {
+            flag("--listen", format!("127.0.0.1:{listen}"));
+            flag("--app-secret", SECRET.to_owned());
+            flag("--verify-token", VERIFY_TOKEN.to_owned());
+        }
+        if !options.extra.iter().any(|a| a == "--partitions") {
+            flag("--partitions", "3".to_owned());
+        }
+        args.extend(options.extra.iter().cloned());
+        let stdout_path = dir.path().join("stdout.log");
+        let stderr_path = dir.path().join("stderr.log");
+        let mut command = Command::new(binary());
+        command
+            .args(&args)
+            .env("WINDOWKEEPER_LOG", "info,windowkeeper=debug,rdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+        for (k, v) in &options.env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("windowkeeper starts");
+        Self {
+            proc: Proc { child: Some(child), name: "windowkeeper".into() },
+            listen,
+            admin,
+            stdout_path,
+            stderr_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhook", self.listen)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Waits for /readyz to answer 200.
+    pub async fn wait_ready(&mut self, within: Duration) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if !self.proc.is_running() {
+                panic!("windowkeeper exited early:\n{}", self.stderr());
+            }
+            if let Ok(r) = client.get(self.admin_url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("windowkeeper not ready within {within:?}:\n{}", self.stderr());
+    }
+}
+
+/// Reads a fixture shipped with the tests.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Replaces every `"timestamp": "<digits>"` with `at` (as Meta's string seconds), so a test
+/// can make an old fixture describe a live window.
+pub fn with_timestamps(body: &[u8], at: i64) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    let needle = "\"timestamp\": \"";
+    while let Some(i) = rest.find(needle) {
+        out.push_str(&rest[..i + needle.len()]);
+        rest = &rest[i + needle.len()..];
+        let end = rest.find('"').unwrap_or(0);
+        out.push_str(&at.to_string());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}
+
+pub fn sign(body: &[u8]) -> String {
+    windowkeeper::signature::sign(SECRET.as_bytes(), body)
+}
+
+pub async fn post_signed(url: &str, body: &[u8]) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("POST reaches the receiver")
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        self.payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Reads a topic from the start until `want(records)` says enough or `within` passes.
+pub fn read_until(
+    brokers: &str,
+    topic: &str,
+    within: Duration,
+    want: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "windowkeeper-tests")
+        .set("enable.auto.commit", "false")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("test consumer");
+    let deadline = Instant::now() + within;
+    let mut assigned = false;
+    let mut records = Vec::new();
+    while Instant::now() < deadline {
+        if !assigned {
+            let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            };
+            let Some(meta) = metadata.topics().first().filter(|t| !t.partitions().is_empty()) else {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            };
+            let mut list = TopicPartitionList::new();
+            for p in meta.partitions() {
+                list.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
+            }
+            consumer.assign(&list).expect("assign");
+            assigned = true;
+        }
+        if want(&records) {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let mut headers = HashMap::new();
+            if let Some(h) = m.headers() {
+                for header in h.iter() {
+                    headers.insert(
+                        header.key.to_owned(),
+                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            records.push(Record {
+                partition: m.partition(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+        }
+    }
+    records
+}
+
+/// Reads a topic for a while and returns everything (for "nothing was published" checks).
+pub fn read_all(brokers: &str, topic: &str, settle: Duration) -> Vec<Record> {
+    read_until(brokers, topic, settle, |_| false)
+}
+
+pub fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("t{}.{test}", nanos % 1_000_000)
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,233 @@
+//! The receiver against a real Tansu broker: handshake, signatures, publishing, dead letters,
+//! limits, and a broker outage answered with 503 and recovered from without loss.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receiver_end_to_end() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("recv");
+    let names = topics(&prefix);
+    let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
+    app.wait_ready(Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+
+    // GET handshake: right token echoes the challenge as text; anything else is 403.
+    let ok = client
+        .get(format!(
+            "{}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444",
+            app.webhook_url()
+        ))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/plain"));
+    assert_eq!(ok.text().await.expect("body"), "1158201444");
+    for query in [
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        &format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
+        "",
+    ] {
+        let refused = client.get(format!("{}?{query}", app.webhook_url())).send().await.expect("GET");
+        assert_eq!(refused.status(), 403, "query {query:?}");
+    }
+
+    // Signature failures: 401, nothing published.
+    let body = fixture("text-message.json");
+    let missing = client.post(app.webhook_url()).body(body.clone()).send().await.expect("POST");
+    assert_eq!(missing.status(), 401);
+    for bad in ["sha256=zz", "md5=abc", "sha256=", &windowkeeper::signature::sign(b"other-secret", &body)] {
+        let refused = client
+            .post(app.webhook_url())
+            .header("x-hub-signature-256", bad)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(refused.status(), 401, "signature {bad:?}");
+    }
+
+    // Too large: 413 without reading it.
+    let huge = vec![b' '; 4_194_305];
+    let too_large = client
+        .post(app.webhook_url())
+        .header("x-hub-signature-256", sign(&huge))
+        .body(huge)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(too_large.status(), 413);
+
+    // Wrong path / method.
+    assert_eq!(client.get(app.admin_url("/nope")).send().await.expect("GET").status(), 404);
+    assert_eq!(client.put(app.webhook_url()).send().await.expect("PUT").status(), 405);
+
+    // A batch of three contacts on two business numbers: three events, keyed by contact.
+    let batch = fixture("batch-three-contacts.json");
+    assert_eq!(post_signed(&app.webhook_url(), &batch).await.status(), 200);
+    // The same text twice (Meta's retry): same id.
+    assert_eq!(post_signed(&app.webhook_url(), &body).await.status(), 200);
+    assert_eq!(post_signed(&app.webhook_url(), &body).await.status(), 200);
+    // Unicode escapes verify over the raw bytes.
+    let escaped = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9","display_phone_number":"1"},"messages":[{"id":"wamid.ESC","timestamp":"1795250000","type":"text","from":"15550001","text":{"body":"caf\u00e9 \/ ok"}}]}}]}]}"#;
+    assert_eq!(post_signed(&app.webhook_url(), escaped).await.status(), 200);
+
+    let inbound = read_until(&broker.bootstrap(), &names.inbound, WAIT, |r| r.len() >= 6);
+    assert_eq!(inbound.len(), 6, "3 batch + 2 text + 1 escaped");
+    let keys: HashSet<_> = inbound.iter().filter_map(|r| r.key.clone()).collect();
+    for key in [
+        "106540352242922:BR.5566778899",
+        "106540352242922:CN.1029384756",
+        "209876543210987:US.13491208655302741918",
+        "106540352242922:US.13491208655302741918",
+        "9:15550001",
+    ] {
+        assert!(keys.contains(key), "key {key} in {keys:?}");
+    }
+    for record in &inbound {
+        assert_eq!(record.headers.get("content-type").map(String::as_str), Some("application/cloudevents+json"));
+        let event = record.json();
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["subject"].as_str(), record.key.as_deref());
+    }
+    let text_ids: Vec<_> = inbound
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["subject"] == "106540352242922:US.13491208655302741918")
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(text_ids.len(), 2);
+    assert_eq!(text_ids[0], text_ids[1], "a retried webhook yields the same id");
+    let escaped_event = inbound.iter().map(|r| r.json()).find(|e| e["subject"] == "9:15550001").expect("escaped");
+    assert_eq!(escaped_event["data"]["message"]["text"]["body"], "café / ok");
+
+    // Signed but not understood: dead letter with a reason header, then 200.
+    assert_eq!(post_signed(&app.webhook_url(), b"not json at all").await.status(), 200);
+    assert_eq!(post_signed(&app.webhook_url(), br#"{"object":"page","entry":[]}"#).await.status(), 200);
+    let dead = read_until(&broker.bootstrap(), &names.deadletter, WAIT, |r| r.len() >= 2);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].payload.as_deref(), Some(&b"not json at all"[..]));
+    assert!(dead.iter().all(|r| r.headers.contains_key("reason")), "{dead:?}");
+
+    // Metrics name outcomes and never show a secret.
+    let metrics = client.get(app.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"}"), "{metrics}");
+    assert!(metrics.contains("windowkeeper_signature_failures_total{reason=\"missing\"} 1"), "{metrics}");
+    assert!(metrics.contains("windowkeeper_events_published_total"), "{metrics}");
+    assert!(!metrics.contains(SECRET) && !app.stderr().contains(SECRET));
+    assert!(!app.stderr().contains(VERIFY_TOKEN));
+    assert_eq!(client.get(app.admin_url("/healthz")).send().await.expect("healthz").status(), 200);
+
+    // SIGTERM: a clean exit.
+    assert_eq!(app.proc.terminate(Duration::from_secs(30)), Some(0), "{}", app.stderr());
+}
+
+/// The broker dies mid-run: the receiver answers 503 with Retry-After, and once the broker is
+/// back, Meta's retries succeed; every event that got a 200 is in the topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_outage_gives_503_then_recovers_without_loss() {
+    let mut broker = Broker::start_persistent();
+    let prefix = unique_prefix("outage");
+    let names = topics(&prefix);
+    let mut app = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--publish-timeout", "3s"),
+    );
+    app.wait_ready(Duration::from_secs(60)).await;
+
+    let body_for = |n: usize| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"42","display_phone_number":"1"}},"messages":[{{"id":"wamid.OUTAGE{n}","timestamp":"1795250000","type":"text","from":"1555{n:04}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
+        )
+        .into_bytes()
+    };
+    let mut accepted = Vec::new();
+    for n in 0..5 {
+        assert_eq!(post_signed(&app.webhook_url(), &body_for(n)).await.status(), 200);
+        accepted.push(format!("message:wamid.OUTAGE{n}"));
+    }
+
+    broker.kill();
+    let down = post_signed(&app.webhook_url(), &body_for(5)).await;
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+
+    broker.restart();
+    // Meta retries until it gets a 200.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = post_signed(&app.webhook_url(), &body_for(5)).await.status();
+        if status == 200 {
+            accepted.push("message:wamid.OUTAGE5".into());
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(std::time::Instant::now() < deadline, "receiver never recovered:\n{}", app.stderr());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for n in 6..8 {
+        assert_eq!(post_signed(&app.webhook_url(), &body_for(n)).await.status(), 200);
+        accepted.push(format!("message:wamid.OUTAGE{n}"));
+    }
+
+    let records = read_until(&broker.bootstrap(), &names.inbound, WAIT, |r| {
+        let ids: HashSet<String> = r.iter().filter_map(|x| x.json()["id"].as_str().map(str::to_owned)).collect();
+        accepted.iter().all(|id| ids.contains(id))
+    });
+    let ids: HashSet<String> = records.iter().filter_map(|x| x.json()["id"].as_str().map(str::to_owned)).collect();
+    for id in &accepted {
+        assert!(ids.contains(id), "{id} got 200 but is not in the topic");
+    }
+}
+
+#[test]
+fn config_errors_are_one_line_and_exit_2() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(binary());
+        command.args(args).env_remove("META_APP_SECRET").env_remove("META_VERIFY_TOKEN");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("runs")
+    };
+    let missing_secret = run(&["receiver", "--kafka-brokers", "127.0.0.1:1", "--verify-token", "t"], &[]);
+    assert_eq!(missing_secret.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing_secret.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("app secret"), "{stderr}");
+
+    let bad_duration = run(&["tracker", "--kafka-brokers", "x", "--service-window", "forever"], &[]);
+    assert_eq!(bad_duration.status.code(), Some(2));
+
+    let no_brokers = run(&["tracker"], &[]);
+    assert_eq!(no_brokers.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_brokers.stderr).contains("--kafka-brokers"));
+
+    // META_APP_SECRET is read too: the error is now about the verify token.
+    let from_meta_env = run(&["receiver", "--kafka-brokers", "x"], &[("META_APP_SECRET", "s")]);
+    assert_eq!(from_meta_env.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&from_meta_env.stderr).contains("verify token"));
+}
+
+#[test]
+fn sign_prints_the_header_value() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, b"{\"a\":1}").expect("write");
+    let out = std::process::Command::new(binary())
+        .args(["sign", "--app-secret", "s3cret"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(printed, windowkeeper::signature::sign(b"s3cret", b"{\"a\":1}"));
+    assert!(printed.starts_with("sha256=") && printed.len() == 7 + 64);
+}
