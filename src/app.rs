@@ -105,14 +105,14 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
     };
 
     kafka::ensure_topics(&kafka_settings).await?;
-    let producer = kafka::producer(&kafka_settings)?;
+    let publisher = Arc::new(kafka::Publisher::new(&kafka_settings)?);
     let metrics = Arc::new(Metrics::new());
     let reachability = Reachability::default();
     reachability.set(true);
 
     let mut tasks = JoinSet::new();
     tasks.spawn(kafka::probe_reachability(
-        producer.clone(),
+        publisher.clone(),
         reachability.clone(),
         metrics.clone(),
         stop.clone(),
@@ -123,7 +123,7 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
             let tracker = crate::tracker::Tracker::new(
                 &kafka_settings,
                 settings,
-                producer.clone(),
+                publisher.clone(),
                 metrics.clone(),
                 plan.print_window_events,
             )
@@ -159,9 +159,8 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
     if let (Some(settings), Some(listener)) = (receiver_settings, webhook_listener) {
         let receiver = Arc::new(Receiver::new(
             &settings,
-            producer.clone(),
+            publisher.clone(),
             kafka_settings.topics.clone(),
-            kafka_settings.publish_timeout,
             metrics.clone(),
         ));
         let limits = ServeLimits {
@@ -175,7 +174,7 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
     }
 
     while tasks.join_next().await.is_some() {}
-    kafka::flush(&producer, Duration::from_secs(10));
+    publisher.flush(Duration::from_secs(10));
     tracing::info!("stopped");
     Ok(())
 }

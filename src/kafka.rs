@@ -78,6 +78,68 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> 
         .map_err(SetupError::Client)
 }
 
+/// The producer every component writes through. After a failed publish it is replaced by a
+/// fresh one (at most once per [`REPLACE_AFTER`]): an idempotent producer can be left in a
+/// state it never leaves (a fatal error, or a broker that lost its producer-id state in a
+/// restart and rejects the old session's sequence numbers), and a new session costs at most a
+/// duplicate, which the deterministic event ids make harmless.
+pub struct Publisher {
+    settings: KafkaSettings,
+    current: std::sync::Mutex<(FutureProducer, std::time::Instant)>,
+}
+
+/// Least time between two producer replacements.
+const REPLACE_AFTER: Duration = Duration::from_secs(2);
+
+impl Publisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, SetupError> {
+        let producer = producer(settings)?;
+        Ok(Self { settings: settings.clone(), current: std::sync::Mutex::new((producer, std::time::Instant::now())) })
+    }
+
+    pub fn current(&self) -> FutureProducer {
+        match self.current.lock() {
+            Ok(guard) => guard.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    /// See [`publish_all`]; a failure also retires the producer that failed.
+    pub async fn publish_all(&self, records: &[OutboundRecord<'_>]) -> Result<(), PublishError> {
+        let producer = self.current();
+        let result = publish_all(&producer, records, self.settings.publish_timeout).await;
+        if result.is_err() {
+            self.replace(&producer);
+        }
+        result
+    }
+
+    fn replace(&self, failed: &FutureProducer) {
+        let Ok(mut guard) = self.current.lock() else { return };
+        let (producer, since) = &*guard;
+        // Another request already replaced it, or it is too soon to churn again.
+        if producer.client().native_ptr() != failed.client().native_ptr() || since.elapsed() < REPLACE_AFTER {
+            return;
+        }
+        match self::producer(&self.settings) {
+            Ok(fresh) => {
+                if let Some(reason) = failed.client().fatal_error() {
+                    tracing::error!(?reason, "Kafka producer failed fatally");
+                }
+                tracing::warn!("replacing the Kafka producer after a failed publish");
+                let retired = std::mem::replace(&mut *guard, (fresh, std::time::Instant::now()));
+                // Destroying a producer waits for its queue; keep that off the async threads.
+                tokio::task::spawn_blocking(move || drop(retired));
+            }
+            Err(error) => tracing::error!(%error, "cannot create a new Kafka producer"),
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        flush(&self.current(), timeout);
+    }
+}
+
 /// One record to publish: its key, its serialized CloudEvent, and extra headers.
 pub struct OutboundRecord<'a> {
     pub topic: &'a str,
@@ -167,12 +229,11 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
         (&topics.window_state, true),
         (&topics.deadletter, false),
     ];
-    let replication = TopicReplication::Fixed(settings.replication_factor);
     let new_topics: Vec<NewTopic> = wanted
         .iter()
         .filter(|(name, _)| !existing.contains_key(name.as_str()))
         .map(|(name, compacted)| {
-            let topic = NewTopic::new(name, settings.partitions, replication);
+            let topic = NewTopic::new(name, settings.partitions, TopicReplication::Fixed(settings.replication_factor));
             if *compacted {
                 topic.set("cleanup.policy", "compact")
             } else {
@@ -246,13 +307,13 @@ impl Reachability {
 
 /// Asks the brokers for metadata every couple of seconds until `stop` fires.
 pub async fn probe_reachability(
-    producer: FutureProducer,
+    publisher: Arc<Publisher>,
     reachability: Reachability,
     metrics: Arc<crate::metrics::Metrics>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        let client = producer.clone();
+        let client = publisher.current();
         let reachable = tokio::task::spawn_blocking(move || {
             client.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()
         })

@@ -1,16 +1,19 @@
 //! Meta webhook body -> one CloudEvent per item.
 //!
-//! The body is walked with `serde_json`'s borrowed [`RawValue`]: every level is split into its
-//! members without building a `Value` tree, the few fields that decide key, id and time are
-//! read from each item, and the item itself is copied into the event byte for byte, exactly as
-//! Meta sent it (escapes, number spelling and key order included).
+//! No `serde_json::Value` tree is built. A first pass reads body, entries and changes in one
+//! go and keeps each change's `value` as borrowed raw text ([`RawValue`]); a second pass reads
+//! a modeled value once, keeping each item as raw text; then the few fields that decide key,
+//! id and time are read from each item, and the item is copied into its event byte for byte,
+//! exactly as Meta sent it (escapes, number spelling and key order included).
 //!
 //! Nothing is dropped and nothing inside the body can fail the call: a level that has a key
 //! it does not know, a duplicated key, or a known key of the wrong type is passed through whole
 //! as one `whatsapp.change.other` (`data.part` says which level), in addition to the events for
 //! whatever inside it could be understood; an item whose key, id or time fields have the wrong
 //! type becomes a `whatsapp.change.other` carrying that item. Only a body that is not JSON, not
-//! an object, or not `"object": "whatsapp_business_account"` is refused ([`NormalizeError`]).
+//! an object, or not `"object": "whatsapp_business_account"` is refused ([`NormalizeError`]);
+//! an object key of the body, an entry or a change that is not valid text (a lone surrogate
+//! escape) counts as not JSON.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -114,42 +117,33 @@ pub fn normalize(body: &VerifiedBody) -> Result<Vec<InboundEvent>, NormalizeErro
     // JSON is UTF-8; checking once up front lets every level below borrow `&str`.
     let text = std::str::from_utf8(body.as_bytes()).map_err(|_| NormalizeError::NotJson)?;
 
-    let mut object = None;
-    let mut entry = None;
-    let mut stray = false;
-    let walked = for_each_member(text, true, |key, raw| match &*key {
-        "object" if object.is_none() => object = Some(raw),
-        "entry" if entry.is_none() => entry = Some(raw),
-        _ => stray = true,
-    });
-    if walked.is_err() {
-        return Err(classify_refused(text));
-    }
-    let is_whatsapp = object
-        .and_then(|raw| parse::<Text<'_>>(raw).ok())
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parts = match BodySeed
+        .deserialize(&mut de)
+        .and_then(|p| de.end().map(|()| p))
+    {
+        Ok(parts) => parts,
+        Err(_) => return Err(classify_refused(text)),
+    };
+    let is_whatsapp = parts
+        .object
+        .and_then(|raw| parse_text(raw).ok())
         .is_some_and(|t| matches!(t, Text::Str(s) if s == WHATSAPP_OBJECT));
     if !is_whatsapp {
         return Err(NormalizeError::WrongObject);
     }
 
-    let mut out = Emitter::default();
-    let entries = match entry {
-        Some(raw) => {
-            let entries = elements(raw);
-            stray |= entries.is_none();
-            entries.unwrap_or_default()
-        }
-        None => Vec::new(),
+    let mut out = Emitter {
+        text,
+        events: Vec::new(),
+        error: None,
     };
-    if stray {
-        if let Ok(whole) = serde_json::from_str::<&RawValue>(text) {
-            let source = waba_source("");
-            let scope = Scope::new("", &source, None);
-            out.pass_through(&scope, Part::Body, whole);
-        }
+    // Meta always sends `entry`; a body without one still goes on, whole.
+    if parts.stray || parts.entries.is_none() {
+        out.pass_body();
     }
-    for raw in entries {
-        out.entry(raw);
+    for (index, entry) in parts.entries.into_iter().flatten().enumerate() {
+        out.entry(index, entry);
     }
     match out.error {
         Some(e) => Err(NormalizeError::Encode(e)),
@@ -266,30 +260,53 @@ fn modeled_arrays(field: &str) -> Option<&'static [(&'static str, Kind)]> {
 /// Most item arrays a modeled field has (`messages` has two).
 const MAX_ARRAYS: usize = 2;
 
-#[derive(Default)]
-struct Emitter {
+struct Emitter<'t> {
+    /// The whole body, to find a level again when it has to be passed on whole.
+    text: &'t str,
     events: Vec<InboundEvent>,
     error: Option<serde_json::Error>,
 }
 
-impl Emitter {
-    fn entry(&mut self, raw: &RawValue) {
-        let mut id = None;
-        let mut changes = None;
-        let mut time = None;
-        let mut stray = false;
-        let walked = for_each_member(raw.get(), false, |key, value| match &*key {
-            "id" if id.is_none() => id = Some(value),
-            "changes" if changes.is_none() => changes = Some(value),
-            "time" if time.is_none() => time = Some(value),
-            _ => stray = true,
-        });
-        if walked.is_err() {
+impl<'t> Emitter<'t> {
+    fn pass_body(&mut self) {
+        // `text` was just read as JSON, so this does not fail.
+        if let Ok(whole) = serde_json::from_str::<&RawValue>(self.text) {
             let source = waba_source("");
-            self.pass_through(&Scope::new("", &source, None), Part::Entry, raw);
-            return;
+            self.pass_through(&Scope::new("", &source, None), Part::Body, whole);
         }
-        let waba_id = match id.map(parse::<Text<'_>>) {
+    }
+
+    /// Passes `entry[index]`, or `entry[index].changes[change]`, on whole. The first pass kept
+    /// no raw text for these levels (it would have meant reading them twice); they are found
+    /// again here, which only malformed bodies pay for.
+    fn pass_level(&mut self, scope: &Scope<'_>, index: usize, change: Option<usize>) {
+        let text = self.text;
+        let found = locate_entry(text, index).and_then(|entry| match change {
+            None => Some(entry),
+            Some(j) => locate_change(entry, j),
+        });
+        match found {
+            Some(raw) => {
+                let part = if change.is_some() {
+                    Part::Change
+                } else {
+                    Part::Entry
+                };
+                self.pass_through(scope, part, raw);
+            }
+            // Not reachable for text the first pass read; if it were, the body goes whole.
+            None => self.pass_body(),
+        }
+    }
+
+    fn entry(&mut self, index: usize, entry: Element<EntryParts<'t>>) {
+        let Element::Object(entry) = entry else {
+            let source = waba_source("");
+            self.pass_level(&Scope::new("", &source, None), index, None);
+            return;
+        };
+        let mut stray = entry.stray;
+        let waba_id = match entry.id.map(parse_text) {
             Some(Ok(Text::Str(s))) => s,
             None => Cow::Borrowed(""),
             Some(_) => {
@@ -297,7 +314,7 @@ impl Emitter {
                 Cow::Borrowed("")
             }
         };
-        let entry_time = match time.map(parse::<Text<'_>>) {
+        let entry_time = match entry.time.map(parse_text) {
             Some(Ok(t)) => match t.stamp() {
                 Ok(stamp) => stamp.and_then(rfc3339_instant),
                 Err(Bad) => {
@@ -311,48 +328,44 @@ impl Emitter {
             }
             None => None,
         };
-        let changes = match changes {
-            Some(raw) => {
-                let list = elements(raw);
-                stray |= list.is_none();
-                list.unwrap_or_default()
-            }
-            None => Vec::new(),
-        };
+        // An entry without `changes` is passed on whole too: nothing Meta sends is lost.
+        stray |= entry.changes.is_none();
         let source = waba_source(&waba_id);
         let scope = Scope::new(&waba_id, &source, entry_time);
         if stray {
-            self.pass_through(&scope, Part::Entry, raw);
+            self.pass_level(&scope, index, None);
         }
-        for change in changes {
-            self.change(scope, change);
+        for (j, change) in entry.changes.into_iter().flatten().enumerate() {
+            self.change(scope, index, j, change);
         }
     }
 
-    fn change(&mut self, scope: Scope<'_>, raw: &RawValue) {
-        let mut field = None;
-        let mut value = None;
-        let mut stray = false;
-        let walked = for_each_member(raw.get(), false, |key, member| match &*key {
-            "field" if field.is_none() => field = Some(member),
-            "value" if value.is_none() => value = Some(member),
-            _ => stray = true,
-        });
-        let field = match field.map(parse::<Text<'_>>) {
-            Some(Ok(Text::Str(s))) if walked.is_ok() => s,
+    fn change(
+        &mut self,
+        scope: Scope<'_>,
+        index: usize,
+        j: usize,
+        change: Element<ChangeParts<'t>>,
+    ) {
+        let Element::Object(change) = change else {
+            self.pass_level(&scope, index, Some(j));
+            return;
+        };
+        let field = match change.field.map(parse_text) {
+            Some(Ok(Text::Str(s))) => s,
             // Without a field name nothing inside can be modeled: the change goes on whole.
             _ => {
-                self.pass_through(&scope, Part::Change, raw);
+                self.pass_level(&scope, index, Some(j));
                 return;
             }
         };
         let scope = scope.with_field(&field);
-        let Some(value) = value else {
-            self.pass_through(&scope, Part::Change, raw);
+        let Some(value) = change.value else {
+            self.pass_level(&scope, index, Some(j));
             return;
         };
-        if stray {
-            self.pass_through(&scope, Part::Change, raw);
+        if change.stray {
+            self.pass_level(&scope, index, Some(j));
         }
         match modeled_arrays(&field) {
             Some(arrays) => self.modeled_value(scope, arrays, value),
@@ -365,11 +378,11 @@ impl Emitter {
         // Only to fill `phone_number_id` in `data` when the value happens to name one.
         let mut metadata = None;
         let _ = for_each_member(value.get(), false, |key, member| {
-            if &*key == "metadata" {
+            if &*key == "metadata" && metadata.is_none() {
                 metadata = Some(member);
             }
         });
-        let metadata = metadata.and_then(|raw| parse::<MetadataPeek<'_>>(raw).ok());
+        let metadata = metadata.and_then(parse_object::<MetadataPeek<'_>>);
         // A fresh binding: the scope now also borrows from this value.
         let mut scope = Scope { ..scope };
         if let Some(m) = &metadata {
@@ -385,38 +398,21 @@ impl Emitter {
         arrays: &[(&'static str, Kind)],
         value: &RawValue,
     ) {
-        let mut product = None;
-        let mut metadata = None;
-        let mut contacts = None;
-        let mut lists: [Option<&RawValue>; MAX_ARRAYS] = [None; MAX_ARRAYS];
-        let mut stray = false;
-        let walked = for_each_member(value.get(), false, |key, member| {
-            let slot = match &*key {
-                "messaging_product" => &mut product,
-                "metadata" => &mut metadata,
-                "contacts" => &mut contacts,
-                other => match arrays.iter().position(|(name, _)| *name == other) {
-                    Some(i) => &mut lists[i],
-                    None => {
-                        stray = true;
-                        return;
-                    }
-                },
-            };
-            if slot.is_some() {
-                stray = true;
-            } else {
-                *slot = Some(member);
-            }
-        });
-        if walked.is_err() {
+        let mut de = serde_json::Deserializer::from_str(value.get());
+        let Ok(parts) = (ValueSeed { arrays }).deserialize(&mut de) else {
             self.pass_through(&scope, Part::Value, value);
             return;
-        }
+        };
+        let ValueParts {
+            metadata,
+            contacts,
+            lists,
+            mut stray,
+        } = parts;
 
-        let metadata = match metadata.map(parse::<MetadataPeek<'_>>) {
-            Some(Ok(m)) => Some(m),
-            Some(Err(_)) => {
+        let metadata = match metadata.map(parse_object::<MetadataPeek<'_>>) {
+            Some(Some(m)) => Some(m),
+            Some(None) => {
                 stray = true;
                 None
             }
@@ -439,8 +435,8 @@ impl Emitter {
                 Some(list) => {
                     known.reserve(list.len());
                     for c in list {
-                        match parse::<ContactPeek<'_>>(c)
-                            .map_err(|_| Bad)
+                        match parse_object::<ContactPeek<'_>>(c)
+                            .ok_or(Bad)
                             .and_then(Contact::from_peek)
                         {
                             Ok(contact) => known.push(contact),
@@ -452,9 +448,9 @@ impl Emitter {
             }
         }
 
-        for (list, (_, kind)) in lists.iter().zip(arrays) {
-            let Some(raw) = list else { continue };
-            let Some(items) = elements(raw) else {
+        for (list, (_, kind)) in lists.into_iter().zip(arrays) {
+            let Some(list) = list else { continue };
+            let Some(items) = list else {
                 stray = true;
                 continue;
             };
@@ -494,12 +490,8 @@ impl Emitter {
     /// Reads the fields `P` needs from an item and emits its event, or passes the item on
     /// when it is not an object or a field has the wrong type.
     fn peeked<'r, P: Peek<'r>>(&mut self, cx: ItemCx<'_, '_>, raw: &'r RawValue) {
-        let peek = parse::<P>(raw);
-        match peek
-            .as_ref()
-            .map_err(|_| Bad)
-            .and_then(|p| p.draft(&cx, raw))
-        {
+        let peek = parse_object::<P>(raw);
+        match peek.as_ref().ok_or(Bad).and_then(|p| p.draft(&cx, raw)) {
             Ok(draft) => self.emit(cx.scope, draft),
             Err(Bad) => self.pass_through(cx.scope, Part::Item, raw),
         }
@@ -577,7 +569,7 @@ struct InboundData<'s> {
 
 impl Serialize for InboundData<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("data", 9 + usize::from(self.part.is_some()))?;
+        let mut st = s.serialize_struct("data", 8 + usize::from(self.part.is_some()))?;
         st.serialize_field("waba_id", self.scope.waba_id)?;
         st.serialize_field("phone_number_id", &self.scope.phone_number_id)?;
         st.serialize_field("display_phone_number", &self.scope.display_phone_number)?;
@@ -594,9 +586,10 @@ impl Serialize for InboundData<'_> {
 }
 
 /// `<field>:<32 hex>` (or `<part>:` when there is no field): the first 128 bits of SHA-256 over
-/// the WABA id, the phone number id, the part and the canonical JSON of `item`, each separated
-/// by a NUL. Canonical = parsed, object keys sorted, serde_json's compact form, so it is the
-/// same for a retry however Meta spelled the bytes.
+/// the WABA id, the phone number id, the part (or, for an item lacking its own id, its kind)
+/// and the canonical JSON of `item`, separated by NULs. The number id and part keep equal JSON
+/// from different numbers or levels apart. Canonical = parsed, object keys sorted, serde_json's
+/// compact form, so it is the same for a retry however Meta spelled the bytes.
 fn hashed_id(
     scope: &Scope<'_>,
     part: Option<Part>,
@@ -741,28 +734,33 @@ fn resolve<'s>(
     who
 }
 
-/// Reaction add and remove reuse the reacted-to wamid (FACTS 4): the time and emoji tell them
+/// Meta gives a reaction and its removal the same wamid: the time and emoji tell them
 /// apart.
 fn message_id(
     prefix: &str,
     wamid: &str,
     kind: Option<&str>,
     stamp: Option<&str>,
-    reaction: &Nested<ReactionPeek<'_>>,
-) -> Result<String, Bad> {
-    if kind != Some("reaction") {
-        return Ok(format!("{prefix}:{wamid}"));
+    emoji: Option<&str>,
+) -> String {
+    if kind == Some("reaction") {
+        format!(
+            "{prefix}:{wamid}:reaction:{}:{}",
+            stamp.unwrap_or(""),
+            emoji.unwrap_or("")
+        )
+    } else {
+        format!("{prefix}:{wamid}")
     }
-    let emoji = match reaction {
-        Nested::Absent | Nested::Null => None,
-        Nested::Obj(r) => r.emoji.string()?,
-        Nested::Other => return Err(Bad),
-    };
-    Ok(format!(
-        "{prefix}:{wamid}:reaction:{}:{}",
-        stamp.unwrap_or(""),
-        emoji.unwrap_or("")
-    ))
+}
+
+/// `reaction.emoji`, checked on every message so a wrong type is caught whatever the `type`.
+fn reaction_emoji<'s>(reaction: &'s Nested<ReactionPeek<'_>>) -> Result<Option<&'s str>, Bad> {
+    match reaction {
+        Nested::Absent | Nested::Null => Ok(None),
+        Nested::Obj(r) => r.emoji.string(),
+        Nested::Other => Err(Bad),
+    }
 }
 
 fn item_time(stamp: Option<&str>) -> Option<UnixSeconds> {
@@ -812,10 +810,11 @@ impl<'a> Peek<'a> for MessagePeek<'a> {
     fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
         let stamp = self.timestamp.stamp()?;
         let kind = self.kind.string()?;
-        let id = match self.id.string()? {
-            Some(wamid) => Some(message_id("message", wamid, kind, stamp, &self.reaction)?),
-            None => None,
-        };
+        let emoji = reaction_emoji(&self.reaction)?;
+        let id = self
+            .id
+            .string()?
+            .map(|wamid| message_id("message", wamid, kind, stamp, emoji));
         Ok(Draft {
             event_type: InboundType::MessageReceived,
             id,
@@ -918,10 +917,11 @@ impl<'a> Peek<'a> for CallPeek<'a> {
             Some(direction) => direction.eq_ignore_ascii_case("BUSINESS_INITIATED"),
             None => from.is_some() && from == cx.scope.display_phone_number,
         };
+        let (from_user_id, to_user_id) = (self.from_user_id.string()?, self.to_user_id.string()?);
         let (user_id, wa_id) = if business_initiated {
-            (self.to_user_id.string()?, to)
+            (to_user_id, to)
         } else {
-            (self.from_user_id.string()?, from)
+            (from_user_id, from)
         };
         let id = match (self.id.string()?, self.event.string()?) {
             (Some(call), Some(event)) => Some(format!("call:{call}:{event}")),
@@ -1012,10 +1012,11 @@ impl<'a> Peek<'a> for EchoPeek<'a> {
     fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
         let stamp = self.timestamp.stamp()?;
         let kind = self.kind.string()?;
-        let id = match self.id.string()? {
-            Some(wamid) => Some(message_id("echo", wamid, kind, stamp, &self.reaction)?),
-            None => None,
-        };
+        let emoji = reaction_emoji(&self.reaction)?;
+        let id = self
+            .id
+            .string()?
+            .map(|wamid| message_id("echo", wamid, kind, stamp, emoji));
         Ok(Draft {
             event_type: InboundType::ChangeOther,
             id,
@@ -1198,17 +1199,13 @@ impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
 }
 
 /// A JSON value read where an object is expected.
+#[derive(Default)]
 enum Nested<T> {
+    #[default]
     Absent,
     Null,
     Obj(T),
     Other,
-}
-
-impl<T> Default for Nested<T> {
-    fn default() -> Self {
-        Self::Absent
-    }
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nested<T> {
@@ -1264,8 +1261,17 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for NestedVisitor<T> {
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> serde_json::Result<T> {
+fn parse_text(raw: &RawValue) -> serde_json::Result<Text<'_>> {
     serde_json::from_str(raw.get())
+}
+
+/// `None` unless `raw` is an object with the fields `T` expects. The check on the first byte
+/// matters: serde's derived structs also accept an array, reading fields by position.
+fn parse_object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    if !raw.get().trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(raw.get()).ok()
 }
 
 /// The elements of a JSON array, unparsed; `None` when `raw` is not an array.
@@ -1348,5 +1354,716 @@ impl<'de> Visitor<'de> for KeyVisitor {
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
         Ok(Key(Cow::Owned(v)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first pass: body, entries and changes are read in one go (a level read as raw text and
+// then parsed again would be scanned once per level), keeping each change's `value` as raw
+// text for the second pass.
+
+/// Visitor methods for the JSON types a visitor does not expect: the value is consumed and
+/// `$other` returned.
+macro_rules! otherwise {
+    ($other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// An array element where an object is expected.
+enum Element<T> {
+    Object(T),
+    /// Anything else; found again by position when it is passed on.
+    Other,
+}
+
+struct BodyParts<'a> {
+    object: Option<&'a RawValue>,
+    /// `None`: no `entry`, or not an array.
+    entries: Option<Vec<Element<EntryParts<'a>>>>,
+    /// A key other than `object` and `entry`, or one of them twice.
+    stray: bool,
+}
+
+struct EntryParts<'a> {
+    id: Option<&'a RawValue>,
+    time: Option<&'a RawValue>,
+    /// `None`: no `changes`, or not an array.
+    changes: Option<Vec<Element<ChangeParts<'a>>>>,
+    stray: bool,
+}
+
+struct ChangeParts<'a> {
+    field: Option<&'a RawValue>,
+    value: Option<&'a RawValue>,
+    stray: bool,
+}
+
+/// Stores `value` in `slot` unless the key was seen before (then `stray`).
+fn first<T>(slot: &mut Option<T>, stray: &mut bool, value: T) {
+    if slot.is_some() {
+        *stray = true;
+    } else {
+        *slot = Some(value);
+    }
+}
+
+struct BodySeed;
+
+impl<'de> DeserializeSeed<'de> for BodySeed {
+    type Value = BodyParts<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed {
+    type Value = BodyParts<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = None;
+        let mut entries = None;
+        let mut stray = false;
+        while let Some(Key(key)) = map.next_key()? {
+            match &*key {
+                "object" => first(&mut object, &mut stray, map.next_value()?),
+                "entry" => first(
+                    &mut entries,
+                    &mut stray,
+                    map.next_value_seed(ArrayOf(EntrySeed))?,
+                ),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    stray = true;
+                }
+            }
+        }
+        Ok(BodyParts {
+            object,
+            entries: entries.flatten(),
+            stray,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct EntrySeed;
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = Element<EntryParts<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed {
+    type Value = Element<EntryParts<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut id = None;
+        let mut time = None;
+        let mut changes = None;
+        let mut stray = false;
+        while let Some(Key(key)) = map.next_key()? {
+            match &*key {
+                "id" => first(&mut id, &mut stray, map.next_value()?),
+                "time" => first(&mut time, &mut stray, map.next_value()?),
+                "changes" => first(
+                    &mut changes,
+                    &mut stray,
+                    map.next_value_seed(ArrayOf(ChangeSeed))?,
+                ),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    stray = true;
+                }
+            }
+        }
+        Ok(Element::Object(EntryParts {
+            id,
+            time,
+            changes: changes.flatten(),
+            stray,
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(Element::Other)
+    }
+
+    otherwise!(Element::Other);
+}
+
+#[derive(Clone, Copy)]
+struct ChangeSeed;
+
+impl<'de> DeserializeSeed<'de> for ChangeSeed {
+    type Value = Element<ChangeParts<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChangeSeed {
+    type Value = Element<ChangeParts<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut field = None;
+        let mut value = None;
+        let mut stray = false;
+        while let Some(Key(key)) = map.next_key()? {
+            match &*key {
+                "field" => first(&mut field, &mut stray, map.next_value()?),
+                "value" => first(&mut value, &mut stray, map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    stray = true;
+                }
+            }
+        }
+        Ok(Element::Object(ChangeParts {
+            field,
+            value,
+            stray,
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(Element::Other)
+    }
+
+    otherwise!(Element::Other);
+}
+
+/// An array of what `S` reads; `None` for any other JSON value.
+struct ArrayOf<S>(S);
+
+impl<'de, S: DeserializeSeed<'de> + Copy> DeserializeSeed<'de> for ArrayOf<S> {
+    type Value = Option<Vec<S::Value>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for ArrayOf<S> {
+    type Value = Option<Vec<S::Value>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(element) = seq.next_element_seed(self.0)? {
+            out.push(element);
+        }
+        Ok(Some(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map)?;
+        Ok(None)
+    }
+
+    otherwise!(None);
+}
+
+/// An array element kept as raw text.
+#[derive(Clone, Copy)]
+struct RawSeed;
+
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = &'de RawValue;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        <&'de RawValue>::deserialize(d)
+    }
+}
+
+/// A modeled change's value, read once: the item arrays come out as raw items.
+struct ValueParts<'a> {
+    metadata: Option<&'a RawValue>,
+    contacts: Option<&'a RawValue>,
+    /// Per modeled array: absent, `Some(None)` when not an array, else its items.
+    lists: [Option<Option<Vec<&'a RawValue>>>; MAX_ARRAYS],
+    /// A key not modeled (e.g. `errors`) or a duplicate: the value also goes on whole.
+    stray: bool,
+}
+
+struct ValueSeed<'k> {
+    arrays: &'k [(&'static str, Kind)],
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = ValueParts<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = ValueParts<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut product = None;
+        let mut metadata = None;
+        let mut contacts = None;
+        let mut lists = std::array::from_fn(|_| None);
+        let mut stray = false;
+        while let Some(Key(key)) = map.next_key()? {
+            match &*key {
+                "messaging_product" => {
+                    first(&mut product, &mut stray, map.next_value::<IgnoredAny>()?)
+                }
+                "metadata" => first(&mut metadata, &mut stray, map.next_value()?),
+                "contacts" => first(&mut contacts, &mut stray, map.next_value()?),
+                other => match self.arrays.iter().position(|(name, _)| *name == other) {
+                    Some(i) => first(
+                        &mut lists[i],
+                        &mut stray,
+                        map.next_value_seed(ArrayOf(RawSeed))?,
+                    ),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                        stray = true;
+                    }
+                },
+            }
+        }
+        Ok(ValueParts {
+            metadata,
+            contacts,
+            lists,
+            stray,
+        })
+    }
+}
+
+/// `entry[index]` as raw text, the same one the first pass read (the first `entry` key).
+fn locate_entry(text: &str, index: usize) -> Option<&RawValue> {
+    let mut entries = None;
+    for_each_member(text, true, |key, raw| {
+        if &*key == "entry" && entries.is_none() {
+            entries = Some(raw);
+        }
+    })
+    .ok()?;
+    elements(entries?)?.get(index).copied()
+}
+
+/// `changes[index]` of an entry, as raw text.
+fn locate_change(entry: &RawValue, index: usize) -> Option<&RawValue> {
+    let mut changes = None;
+    for_each_member(entry.get(), false, |key, raw| {
+        if &*key == "changes" && changes.is_none() {
+            changes = Some(raw);
+        }
+    })
+    .ok()?;
+    elements(changes?)?.get(index).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::{sign, verify, AppSecrets};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn verified(body: &[u8]) -> VerifiedBody {
+        let secrets = AppSecrets::new(vec!["unit".into()]).expect("secret");
+        let header = sign(b"unit", body);
+        verify(
+            &secrets,
+            Some(header.as_bytes()),
+            Bytes::copy_from_slice(body),
+        )
+        .expect("verifies")
+    }
+
+    fn run(body: &[u8]) -> Result<Vec<InboundEvent>, NormalizeError> {
+        normalize(&verified(body))
+    }
+
+    fn events(body: &Value) -> Vec<(InboundType, String, String, Value)> {
+        let bytes = serde_json::to_vec(body).expect("json");
+        run(&bytes)
+            .expect("normalizes")
+            .into_iter()
+            .map(|e| {
+                let v: Value = serde_json::from_slice(&e.payload).expect("payload");
+                (e.event_type, e.key.as_str().to_string(), e.id, v)
+            })
+            .collect()
+    }
+
+    fn webhook(changes: Value) -> Value {
+        json!({"object": WHATSAPP_OBJECT, "entry": [{"id": "W", "changes": changes}]})
+    }
+
+    fn meta() -> Value {
+        json!({"display_phone_number": "15550001111", "phone_number_id": "P"})
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_whatsapp_webhook() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "not_json"),
+            (b"\xff\xfe{}", "not_json"),
+            (b"{\"object\":", "not_json"),
+            (b"{} trailing", "not_json"),
+            (b"[]", "not_an_object"),
+            (b"\"whatsapp_business_account\"", "not_an_object"),
+            (b"42", "not_an_object"),
+            (b"null", "not_an_object"),
+            (b"{}", "wrong_object"),
+            (b"{\"object\":\"page\",\"entry\":[]}", "wrong_object"),
+            (b"{\"object\":7}", "wrong_object"),
+            (
+                br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"\ud800":1}]}]}"#,
+                "not_json",
+            ),
+        ];
+        for (body, reason) in cases {
+            let err = run(body).expect_err("refused");
+            assert_eq!(err.reason(), *reason, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn inbound_types_round_trip() {
+        for t in InboundType::ALL {
+            assert_eq!(InboundType::parse(t.as_str()), Some(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_eq!(InboundType::parse("whatsapp.window.opened"), None);
+    }
+
+    #[test]
+    fn empty_entry_list_gives_nothing() {
+        assert!(events(&json!({"object": WHATSAPP_OBJECT, "entry": []})).is_empty());
+    }
+
+    #[test]
+    fn body_level_surprises_pass_the_body_on_whole() {
+        for body in [
+            json!({"object": WHATSAPP_OBJECT}),
+            json!({"object": WHATSAPP_OBJECT, "entry": {"id": "W"}}),
+            json!({"object": WHATSAPP_OBJECT, "entry": [], "extra": 1}),
+        ] {
+            let got = events(&body);
+            assert_eq!(got.len(), 1, "{body}");
+            let (t, key, id, v) = &got[0];
+            assert_eq!(*t, InboundType::ChangeOther);
+            assert_eq!(key, "waba:");
+            assert!(id.starts_with("body:"), "{id}");
+            assert_eq!(v["data"]["part"], "body");
+            assert_eq!(v["data"]["value"], body);
+        }
+        // The items of a body with an unknown top-level key still get their own events.
+        let mut body = webhook(json!([{"field": "messages", "value": {
+            "metadata": meta(), "messages": [{"id": "m1", "from": "C", "type": "text"}]}}]));
+        body["future"] = json!(true);
+        let types: Vec<_> = events(&body).into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            types,
+            [InboundType::ChangeOther, InboundType::MessageReceived]
+        );
+    }
+
+    #[test]
+    fn duplicated_keys_never_hide_anything() {
+        // Duplicated `changes`: the entry goes on whole, the first list is still modeled.
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"P"},"messages":[{"id":"m1","from":"C"}]}}],"changes":[]}]}"#;
+        let got = run(body).expect("normalizes");
+        let summary: Vec<_> = got.iter().map(|e| (e.event_type, e.id.as_str())).collect();
+        assert_eq!(summary[1], (InboundType::MessageReceived, "message:m1"));
+        assert_eq!(summary[0].0, InboundType::ChangeOther);
+        assert!(summary[0].1.starts_with("entry:"));
+        // Duplicated key inside an item: the item is passed on rather than guessed at.
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"messages":[{"id":"m1","id":"m2"}]}}]}]}"#;
+        let got = run(body).expect("normalizes");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event_type, InboundType::ChangeOther);
+        let v: Value = serde_json::from_slice(&got[0].payload).expect("json");
+        assert_eq!(v["data"]["part"], "item");
+        assert!(std::str::from_utf8(&got[0].payload)
+            .expect("utf-8")
+            .contains(r#"{"id":"m1","id":"m2"}"#));
+    }
+
+    #[test]
+    fn arrays_are_not_items_or_metadata() {
+        // serde's derive would read `["x"]` as a struct with fields by position.
+        let got = events(&webhook(json!([{"field": "messages", "value": {
+            "metadata": ["P", "15550001111"],
+            "messages": [["m1", "1795250000"], []],
+        }}])));
+        let summary: Vec<_> = got
+            .iter()
+            .map(|(t, k, _, v)| (*t, k.as_str(), v["data"]["part"].clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (InboundType::ChangeOther, "waba:W", json!("item")),
+                (InboundType::ChangeOther, "waba:W", json!("item")),
+                (InboundType::ChangeOther, "waba:W", json!("value")),
+            ]
+        );
+        assert_eq!(got[2].3["data"]["phone_number_id"], Value::Null);
+    }
+
+    #[test]
+    fn wrong_types_in_read_fields_pass_the_item_on() {
+        for item in [
+            json!({"id": 5, "from": "C"}),
+            json!({"id": "m", "from": ["C"]}),
+            json!({"id": "m", "timestamp": 1.5}),
+            json!({"id": "m", "type": "text", "reaction": "up"}),
+            json!({"id": "m", "type": "reaction", "reaction": {"emoji": 1}}),
+        ] {
+            let got = events(&webhook(json!([{"field": "messages", "value": {
+                "metadata": meta(), "messages": [item.clone()]}}])));
+            assert_eq!(got.len(), 1, "{item}");
+            assert_eq!(got[0].0, InboundType::ChangeOther, "{item}");
+            assert_eq!(got[0].3["data"]["value"], item);
+        }
+        // Null is as good as absent, and integer timestamps are accepted.
+        let got = events(&webhook(json!([{"field": "messages", "value": {
+            "metadata": meta(), "messages": [{"id": "m", "from": null, "from_user_id": "U", "timestamp": 1_795_250_000}]}}])));
+        assert_eq!(got[0].0, InboundType::MessageReceived);
+        assert_eq!(got[0].1, "P:U");
+        assert_eq!(got[0].3["time"], "2026-11-21T08:33:20Z");
+    }
+
+    #[test]
+    fn time_only_when_rfc3339_can_say_it() {
+        for (stamp, time) in [
+            (json!("1795250000"), Some("2026-11-21T08:33:20Z")),
+            (json!(" 0 "), Some("1970-01-01T00:00:00Z")),
+            (json!("253402300800"), None),
+            (json!("-62167219201"), None),
+            (json!("soon"), None),
+            (json!("99999999999999999999999"), None),
+        ] {
+            let got = events(&webhook(json!([{"field": "messages", "value": {
+                "metadata": meta(), "messages": [{"id": "m", "from": "C", "timestamp": stamp}]}}])));
+            assert_eq!(got[0].0, InboundType::MessageReceived);
+            assert_eq!(
+                got[0].3.get("time").and_then(Value::as_str),
+                time,
+                "{stamp}"
+            );
+        }
+    }
+
+    #[test]
+    fn contacts_fill_in_whatever_order_they_come() {
+        let got = events(&webhook(json!([{"field": "messages", "value": {
+            "metadata": meta(),
+            "contacts": [
+                {"profile": {"name": "Second"}, "user_id": "U2", "wa_id": "2"},
+                {"profile": {"name": "First"}, "user_id": "U1", "wa_id": "1"},
+            ],
+            "messages": [{"id": "a", "from": "1"}, {"id": "b", "from_user_id": "U2"}],
+        }}])));
+        assert_eq!(got[0].1, "P:U1");
+        assert_eq!(got[0].3["data"]["profile_name"], "First");
+        assert_eq!(got[1].1, "P:U2");
+        assert_eq!(got[1].3["data"]["wa_id"], "2");
+        assert_eq!(got[1].3["data"]["profile_name"], "Second");
+    }
+
+    #[test]
+    fn no_customer_or_no_number_keys_by_account() {
+        let got = events(&webhook(json!([
+            {"field": "messages", "value": {"metadata": meta(), "messages": [{"id": "a"}]}},
+            {"field": "messages", "value": {"messages": [{"id": "b", "from": "C"}]}},
+        ])));
+        assert_eq!(got[0].1, "waba:W");
+        assert_eq!(got[1].1, "waba:W");
+        assert_eq!(got[1].3["data"]["wa_id"], "C");
+        assert_eq!(got[1].3["data"]["phone_number_id"], Value::Null);
+    }
+
+    #[test]
+    fn call_direction_decides_the_customer() {
+        let got = events(&webhook(json!([{"field": "calls", "value": {
+            "metadata": meta(),
+            "calls": [
+                {"id": "c1", "event": "connect", "from": "15550001111", "to": "C"},
+                {"id": "c2", "event": "connect", "from": "C", "to": "15550001111"},
+                {"id": "c3", "event": "connect", "from": "C", "to": "B", "to_user_id": "UB",
+                 "direction": "business_initiated"},
+            ],
+        }}])));
+        let keys: Vec<_> = got.iter().map(|e| (e.1.as_str(), e.2.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("P:C", "call:c1:connect"),
+                ("P:C", "call:c2:connect"),
+                ("P:UB", "call:c3:connect")
+            ]
+        );
+    }
+
+    #[test]
+    fn user_id_update_without_previous_falls_back_to_wa_id() {
+        let got = events(&webhook(json!([{"field": "user_id_update", "value": {
+            "metadata": meta(),
+            "contacts": [{"user_id": "NEW", "wa_id": "1"}],
+            "user_id_update": [{"wa_id": "1", "user_id": {"current": "NEW"}}],
+        }}])));
+        assert_eq!(got[0].0, InboundType::ContactUserIdChanged);
+        assert_eq!(got[0].1, "P:1");
+        assert_eq!(got[0].3["data"]["user_id"], Value::Null);
+        assert!(got[0].2.starts_with("user_id_update:"));
+    }
+
+    #[test]
+    fn pretty_printed_bodies_read_the_same() {
+        let body = webhook(json!([{"field": "messages", "value": {
+            "metadata": meta(), "messages": [{"id": "m", "from": "C"}]}}]));
+        let pretty = serde_json::to_vec_pretty(&body).expect("json");
+        let got = run(&pretty).expect("normalizes");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event_type, InboundType::MessageReceived);
+        assert_eq!(got[0].id, "message:m");
+    }
+
+    #[test]
+    fn undecodable_escapes_pass_through_raw() {
+        // A lone surrogate: raw JSON keeps it, a `Value` cannot hold it.
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"P"},"messages":[{"id":"m","from":"C","text":{"body":"\ud800"}}]}},{"field":"other","value":{"x":"\udfff"}}]}]}"#;
+        let got = run(body).expect("normalizes");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].id, "message:m");
+        assert!(got[1].id.starts_with("other:"));
+        assert!(std::str::from_utf8(&got[1].payload)
+            .expect("utf-8")
+            .contains(r#"{"x":"\udfff"}"#));
+        assert_eq!(run(body).expect("again")[1].id, got[1].id);
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        ".{0,4}",
+                        prop::sample::select(vec![
+                            "entry",
+                            "changes",
+                            "id",
+                            "field",
+                            "value",
+                            "messages",
+                            "statuses",
+                            "metadata",
+                            "contacts",
+                            "from",
+                            "timestamp",
+                            "type",
+                        ])
+                        .prop_map(String::from),
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        // No failure files: the shrunk case is printed, and the checkout stays clean.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(events) = run(&body) {
+                for e in events {
+                    prop_assert!(serde_json::from_slice::<Value>(&e.payload).is_ok());
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(value in arb_json(), entry in arb_json()) {
+            let result = run(&serde_json::to_vec(&value).expect("json"));
+            let expected = match &value {
+                Value::Object(m) if m.get("object") == Some(&json!(WHATSAPP_OBJECT)) => None,
+                Value::Object(_) => Some("wrong_object"),
+                _ => Some("not_an_object"),
+            };
+            prop_assert_eq!(result.err().map(|e| e.reason()), expected);
+            // The same value made into a WhatsApp body, to reach the levels below.
+            let body = json!({"object": WHATSAPP_OBJECT, "entry": [entry]});
+            let got = run(&serde_json::to_vec(&body).expect("json"));
+            prop_assert!(got.is_ok());
+            for e in got.into_iter().flatten() {
+                let v: Value = serde_json::from_slice(&e.payload).expect("payload is JSON");
+                prop_assert_eq!(&v["subject"], &json!(e.key.as_str()));
+                prop_assert_eq!(&v["id"], &json!(e.id));
+            }
+        }
     }
 }

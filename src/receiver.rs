@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,13 +15,12 @@ use axum::routing::get;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use tracing::Instrument;
 use tokio::sync::Semaphore;
 
 use crate::config::{ReceiverSettings, Topics, VerifyToken};
-use crate::kafka::{publish_all, OutboundRecord, CLOUDEVENT_HEADERS};
+use crate::kafka::{OutboundRecord, Publisher, CLOUDEVENT_HEADERS};
 use crate::metrics::{Metrics, Outcome, SignatureFailure};
 use crate::normalize::{normalize, InboundEvent};
 use crate::signature::{verify, AppSecrets, SignatureError, VerifiedBody};
@@ -35,9 +35,8 @@ const SLOT_WAIT: Duration = Duration::from_secs(2);
 pub struct Receiver {
     secrets: AppSecrets,
     verify_token: VerifyToken,
-    producer: FutureProducer,
+    publisher: Arc<Publisher>,
     topics: Topics,
-    publish_timeout: Duration,
     max_body: usize,
     client_timeout: Duration,
     slots: Semaphore,
@@ -48,17 +47,15 @@ pub struct Receiver {
 impl Receiver {
     pub fn new(
         settings: &ReceiverSettings,
-        producer: FutureProducer,
+        publisher: Arc<Publisher>,
         topics: Topics,
-        publish_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             secrets: settings.secrets.clone(),
             verify_token: settings.verify_token.clone(),
-            producer,
+            publisher,
             topics,
-            publish_timeout,
             max_body: settings.max_body,
             client_timeout: settings.client_timeout,
             slots: Semaphore::new(settings.max_concurrent_requests),
@@ -83,8 +80,11 @@ struct Handshake {
 }
 
 /// Meta's subscription check. No signature here: Meta does not sign the GET.
-async fn handshake(State(receiver): State<Arc<Receiver>>, query: Option<Query<Handshake>>) -> Response {
-    let accepted = query.and_then(|Query(h)| {
+async fn handshake(
+    State(receiver): State<Arc<Receiver>>,
+    query: Result<Query<Handshake>, QueryRejection>,
+) -> Response {
+    let accepted = query.ok().and_then(|Query(h)| {
         let token_ok = h.verify_token.is_some_and(|t| receiver.verify_token.matches(&t));
         (h.mode.as_deref() == Some("subscribe") && token_ok).then_some(h.challenge.unwrap_or_default())
     });
@@ -183,7 +183,7 @@ impl Receiver {
             })
             .collect();
         let started = Instant::now();
-        match publish_all(&self.producer, &records, self.publish_timeout).await {
+        match self.publisher.publish_all(&records).await {
             Ok(()) => {
                 self.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
                 for event in events {
@@ -209,7 +209,7 @@ impl Receiver {
             partition: None,
             headers: &headers,
         };
-        match publish_all(&self.producer, &[record], self.publish_timeout).await {
+        match self.publisher.publish_all(&[record]).await {
             Ok(()) => {
                 tracing::warn!(reason, "signed body not understood; kept on the dead-letter topic");
                 Outcome::DeadLettered

@@ -146,7 +146,7 @@ impl Book {
                     forward(&target, original, hops, now, out);
                 }
             }
-            TrackerInput::Rules { input, ids } => {
+            TrackerInput::Rules { input, wa_id } => {
                 let cfg = self.cfg.clone();
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.windows.apply(&input, arrival, &cfg, events);
@@ -154,10 +154,10 @@ impl Book {
                     let opened = events
                         .iter()
                         .any(|e| matches!(e.event, EventType::Opened) && e.window == WindowKind::CustomerService);
-                    remember_phone_number(contact, key, ids.wa_id, opened, now, routed);
+                    remember_phone_number(contact, key, wa_id, opened, now, routed);
                 });
             }
-            TrackerInput::UserIdChanged { to, ids } => {
+            TrackerInput::UserIdChanged { to, wa_id } => {
                 if &to == key {
                     return;
                 }
@@ -167,7 +167,7 @@ impl Book {
                 let moved = MovedState {
                     from: key.clone(),
                     windows: previous.windows,
-                    wa_id: ids.wa_id.or(previous.wa_id),
+                    wa_id: wa_id.or(previous.wa_id),
                 };
                 let id = format!("{}:moved:{}", key.as_str(), to.as_str());
                 out.routed.push((to.clone(), routing_record(&to, TYPE_MOVED, &id, now, &moved)));

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{ContactKey, MessageId, UnixSeconds, UserId, WaId};
+use crate::domain::{ContactKey, MessageId, UnixSeconds, WaId};
 use crate::window::{message_opens_window, ContactWindows, Input, WindowConfig};
 
 /// Records the tracker itself routes through the inbound topic, to reach the partition that
@@ -22,9 +22,9 @@ pub const MAX_FORWARD_HOPS: u8 = 4;
 #[derive(Debug)]
 pub enum TrackerInput {
     /// Something for the window rules, plus the ids it names.
-    Rules { input: Input, ids: ContactIds },
+    Rules { input: Input, wa_id: Option<WaId> },
     /// The customer's BSUID changed: move the state from this key to `to`.
-    UserIdChanged { to: ContactKey, ids: ContactIds },
+    UserIdChanged { to: ContactKey, wa_id: Option<WaId> },
     /// State of the same customer under an old key, arriving at its new key.
     Moved(MovedState),
     /// Inputs for this (wa_id) key belong to `target` (the BSUID key).
@@ -33,13 +33,6 @@ pub enum TrackerInput {
     Forwarded { event: Box<Value>, hops: u8 },
     /// Nothing the windows care about.
     Ignored,
-}
-
-/// The ids an inbound item carries for its customer.
-#[derive(Debug, Default, Clone)]
-pub struct ContactIds {
-    pub wa_id: Option<WaId>,
-    pub user_id: Option<UserId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,8 +69,6 @@ struct Data {
     #[serde(default)]
     wa_id: Option<String>,
     #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
     message: Option<Value>,
     #[serde(default)]
     status: Option<Value>,
@@ -109,24 +100,21 @@ pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
 }
 
 fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerInput {
-    let ids = ContactIds {
-        wa_id: data.wa_id.as_deref().map(WaId::new),
-        user_id: data.user_id.as_deref().map(UserId::new),
-    };
-    let rules = |input: Option<Input>, ids: ContactIds| match input {
-        Some(input) => TrackerInput::Rules { input, ids },
+    let wa_id = data.wa_id.as_deref().map(WaId::new);
+    let rules = |input: Option<Input>, wa_id: Option<WaId>| match input {
+        Some(input) => TrackerInput::Rules { input, wa_id },
         None => TrackerInput::Ignored,
     };
     match event_type {
         "whatsapp.message.received" => {
             let Some(message) = data.message else { return TrackerInput::Ignored };
             if let Some(new_user_id) = changed_user_id(&message) {
-                return moved_to(data.phone_number_id.as_deref(), new_user_id, ids);
+                return moved_to(data.phone_number_id.as_deref(), new_user_id, wa_id);
             }
-            rules(customer_message(&message, cfg), ids)
+            rules(customer_message(&message, cfg), wa_id)
         }
-        "whatsapp.call.received" => rules(data.call.as_ref().and_then(user_call), ids),
-        "whatsapp.status.updated" => rules(data.status.as_ref().and_then(business_status), ids),
+        "whatsapp.call.received" => rules(data.call.as_ref().and_then(user_call), wa_id),
+        "whatsapp.status.updated" => rules(data.status.as_ref().and_then(business_status), wa_id),
         "whatsapp.contact.user_id_changed" => {
             let current = data
                 .user_id_update
@@ -135,17 +123,13 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
                 .and_then(Value::as_str);
             match current {
                 Some(current) => {
-                    let ids = ContactIds {
-                        wa_id: data
-                            .user_id_update
-                            .as_ref()
-                            .and_then(|u| u.get("wa_id"))
-                            .and_then(Value::as_str)
-                            .map(WaId::new)
-                            .or(ids.wa_id),
-                        user_id: Some(UserId::new(current)),
-                    };
-                    moved_to(data.phone_number_id.as_deref(), current, ids)
+                    let update_wa_id = data
+                        .user_id_update
+                        .as_ref()
+                        .and_then(|u| u.get("wa_id"))
+                        .and_then(Value::as_str)
+                        .map(WaId::new);
+                    moved_to(data.phone_number_id.as_deref(), current, update_wa_id.or(wa_id))
                 }
                 None => TrackerInput::Ignored,
             }
@@ -154,11 +138,11 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
     }
 }
 
-fn moved_to(phone_number_id: Option<&str>, new_user_id: &str, ids: ContactIds) -> TrackerInput {
+fn moved_to(phone_number_id: Option<&str>, new_user_id: &str, wa_id: Option<WaId>) -> TrackerInput {
     match phone_number_id {
         Some(pnid) => TrackerInput::UserIdChanged {
             to: ContactKey::from_raw(&format!("{pnid}:{new_user_id}")),
-            ids: ContactIds { user_id: Some(UserId::new(new_user_id)), wa_id: ids.wa_id },
+            wa_id,
         },
         None => TrackerInput::Ignored,
     }

@@ -23,13 +23,12 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaSettings, TrackerSettings};
 use crate::domain::{ContactKey, UnixSeconds};
-use crate::kafka::{publish_all, OutboundRecord, CLOUDEVENT_HEADERS};
+use crate::kafka::{OutboundRecord, Publisher, CLOUDEVENT_HEADERS};
 use crate::metrics::{KafkaOperation, Metrics};
 
 /// Most records handled in one batch (one round of acknowledgements and one commit).
@@ -105,7 +104,7 @@ struct Inbound {
 
 pub struct Tracker {
     consumer: StreamConsumer<RebalanceContext>,
-    producer: FutureProducer,
+    publisher: Arc<Publisher>,
     kafka: KafkaSettings,
     book: Book,
     metrics: Arc<Metrics>,
@@ -123,7 +122,7 @@ impl Tracker {
     pub fn new(
         kafka: &KafkaSettings,
         settings: TrackerSettings,
-        producer: FutureProducer,
+        publisher: Arc<Publisher>,
         metrics: Arc<Metrics>,
         print_events: bool,
     ) -> Result<Self, TrackerError> {
@@ -141,7 +140,7 @@ impl Tracker {
             .map_err(TrackerError::Consumer)?;
         Ok(Self {
             consumer,
-            producer,
+            publisher,
             kafka: kafka.clone(),
             book: Book::new(settings.windows),
             metrics,
@@ -225,10 +224,15 @@ impl Tracker {
             last.generation = self.generation;
         }
         while batch.len() < MAX_BATCH {
-            let Some(next) = self.consumer.recv().now_or_never() else { break };
+            let Some(next) = self.consumer.recv().now_or_never().map(|r| r.map(|m| detach(&m, 0))) else {
+                break;
+            };
             self.drain_rebalance_news();
             match next {
-                Ok(message) => batch.push(detach(&message, self.generation)),
+                Ok(mut record) => {
+                    record.generation = self.generation;
+                    batch.push(record);
+                }
                 Err(error) => {
                     self.metrics.kafka_error(KafkaOperation::Consume);
                     tracing::warn!(%error, "consumer error");
@@ -335,7 +339,7 @@ impl Tracker {
                 headers: CLOUDEVENT_HEADERS,
             });
         }
-        if !publish_until_acknowledged(&self.producer, &first, self.kafka.publish_timeout, &self.metrics, stop).await {
+        if !publish_until_acknowledged(&self.publisher, &first, &self.metrics, stop).await {
             return false;
         }
         let now = epoch_seconds_f64();
@@ -359,7 +363,7 @@ impl Tracker {
                 headers: if value.is_some() { CLOUDEVENT_HEADERS } else { &[] },
             })
             .collect();
-        publish_until_acknowledged(&self.producer, &states, self.kafka.publish_timeout, &self.metrics, stop).await
+        publish_until_acknowledged(&self.publisher, &states, &self.metrics, stop).await
     }
 
     fn commit(&self, offsets: &HashMap<i32, i64>) {
@@ -406,9 +410,8 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>, generation: u64) -> I
 }
 
 async fn publish_until_acknowledged(
-    producer: &FutureProducer,
+    publisher: &Publisher,
     records: &[OutboundRecord<'_>],
-    timeout: Duration,
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> bool {
@@ -417,7 +420,7 @@ async fn publish_until_acknowledged(
     }
     let mut backoff = Duration::from_millis(200);
     loop {
-        match publish_all(producer, records, timeout).await {
+        match publisher.publish_all(records).await {
             Ok(()) => return true,
             Err(error) => {
                 metrics.kafka_error(KafkaOperation::Publish);

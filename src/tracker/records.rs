@@ -128,13 +128,36 @@ impl Contact {
     }
 }
 
+/// A window as downstream services read it from the state topic.
+#[derive(Serialize)]
+struct WindowStateOut {
+    open: bool,
+    #[serde(serialize_with = "rfc3339")]
+    opened_at: UnixSeconds,
+    /// The end while open; once closed, when it closed.
+    #[serde(serialize_with = "rfc3339")]
+    expires_at: UnixSeconds,
+    last_inbound_message_id: Option<MessageId>,
+}
+
+impl From<WindowView> for WindowStateOut {
+    fn from(view: WindowView) -> Self {
+        Self {
+            open: view.open,
+            opened_at: view.opened_at,
+            expires_at: view.expires_at,
+            last_inbound_message_id: view.last_inbound_message_id,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct StateViewOut<'a> {
     phone_number_id: &'a str,
     user_id: Option<&'a UserId>,
     wa_id: Option<&'a WaId>,
-    customer_service: Option<WindowView>,
-    free_entry_point: Option<WindowView>,
+    customer_service: Option<WindowStateOut>,
+    free_entry_point: Option<WindowStateOut>,
     #[serde(serialize_with = "rfc3339")]
     updated_at: UnixSeconds,
     /// Everything the tracker needs to carry on after a restart.
@@ -152,8 +175,8 @@ pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Ve
         phone_number_id: parts.phone_number_id,
         user_id: parts.user_id.as_ref(),
         wa_id: parts.wa_id.as_ref(),
-        customer_service: contact.windows.customer_service(),
-        free_entry_point: contact.windows.free_entry_point(),
+        customer_service: contact.windows.customer_service().map(Into::into),
+        free_entry_point: contact.windows.free_entry_point().map(Into::into),
         updated_at: now,
         tracker: contact,
     };

@@ -97,6 +97,7 @@ pub fn wait_for_port(port: u16, within: Duration) -> bool {
 pub struct Broker {
     pub port: u16,
     storage: String,
+    workdir: Option<PathBuf>,
     pub proc: Proc,
     _dir: Option<tempfile::TempDir>,
 }
@@ -106,17 +107,19 @@ impl Broker {
     pub fn start() -> Self {
         let port = free_port();
         let storage = "memory://tansu/".to_owned();
-        let proc = spawn_tansu(port, &storage);
-        Self { port, storage, proc, _dir: None }
+        let proc = spawn_tansu(port, &storage, None);
+        Self { port, storage, workdir: None, proc, _dir: None }
     }
 
     /// A Tansu broker on SQLite, which keeps its data across its own restart.
     pub fn start_persistent() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let storage = format!("sqlite://{}", dir.path().join("tansu.db").display());
-        let proc = spawn_tansu(port, &storage);
-        Self { port, storage, proc, _dir: Some(dir) }
+        // Tansu reads the SQLite path relative to its working directory.
+        let storage = "sqlite://tansu.db".to_owned();
+        let workdir = Some(dir.path().to_path_buf());
+        let proc = spawn_tansu(port, &storage, workdir.as_deref());
+        Self { port, storage, workdir, proc, _dir: Some(dir) }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -129,15 +132,19 @@ impl Broker {
 
     pub fn restart(&mut self) {
         self.proc.kill();
-        self.proc = spawn_tansu(self.port, &self.storage);
+        self.proc = spawn_tansu(self.port, &self.storage, self.workdir.as_deref());
     }
 }
 
-fn spawn_tansu(port: u16, storage: &str) -> Proc {
+fn spawn_tansu(port: u16, storage: &str, workdir: Option<&Path>) -> Proc {
     let url = format!("tcp://127.0.0.1:{port}");
     let log = std::env::temp_dir().join(format!("tansu-{port}.log"));
     let log_file = std::fs::File::create(&log).expect("tansu log file");
-    let child = Command::new(tansu_binary())
+    let mut command = Command::new(tansu_binary());
+    if let Some(dir) = workdir {
+        command.current_dir(dir);
+    }
+    let child = command
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log handle"))

@@ -1,0 +1,265 @@
+//! The tracker end to end against a real Tansu broker, with windows of seconds: events arrive
+//! in order with the right instants, duplicates change nothing, a crash or a departing group
+//! member never loses or repeats a close, and Meta's corrections and id changes are followed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const SHORT: [&str; 4] = ["--service-window", "6s", "--closing-lead", "2s"];
+
+fn short_args(options: AppOptions<'_>) -> AppOptions<'_> {
+    options.arg(SHORT[0], SHORT[1]).arg(SHORT[2], SHORT[3])
+}
+
+fn events_of(records: &[Record]) -> Vec<Value> {
+    records.iter().map(Record::json).collect()
+}
+
+fn types_for(events: &[Value], subject: &str, window: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["subject"] == subject && e["data"]["window"] == window)
+        .map(|e| e["type"].as_str().unwrap_or_default().trim_start_matches("whatsapp.window.").to_owned())
+        .collect()
+}
+
+fn count_closed(records: &[Record], subject: &str) -> usize {
+    events_of(records)
+        .iter()
+        .filter(|e| e["subject"] == subject && e["type"] == "whatsapp.window.closed")
+        .count()
+}
+
+fn validate_all(events: &[Value]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let mut validators = HashMap::new();
+    for event in events {
+        let event_type = event["type"].as_str().expect("type").to_owned();
+        let validator = validators.entry(event_type.clone()).or_insert_with(|| {
+            let text = std::fs::read_to_string(dir.join(format!("{event_type}.json")))
+                .unwrap_or_else(|e| panic!("schema for {event_type}: {e}"));
+            let schema: Value = serde_json::from_str(&text).expect("schema JSON");
+            jsonschema::validator_for(&schema).expect("valid schema")
+        });
+        if let Err(error) = validator.validate(event) {
+            panic!("{event_type} does not match its schema: {error}\n{event:#}");
+        }
+    }
+}
+
+const SHEENA: &str = "106540352242922:US.13491208655302741918";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn window_opens_warns_and_closes_on_time() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("csw");
+    let names = topics(&prefix);
+    let mut app = App::spawn(short_args(AppOptions::new("run", &broker.bootstrap(), &prefix)));
+    app.wait_ready(Duration::from_secs(60)).await;
+
+    let sent_at = now();
+    let body = with_timestamps(&fixture("text-message.json"), sent_at);
+    assert_eq!(post_signed(&app.webhook_url(), &body).await.status(), 200);
+    // Meta's retry of the same webhook a moment later changes nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(post_signed(&app.webhook_url(), &body).await.status(), 200);
+
+    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(40), |r| {
+        count_closed(r, SHEENA) >= 1
+    });
+    let events = events_of(&records);
+    assert_eq!(types_for(&events, SHEENA, "customer_service"), ["opened", "closing", "closed"], "{events:#?}");
+    let opened = &events[0];
+    assert_eq!(opened["data"]["opened_at"], windowkeeper::domain::UnixSeconds(sent_at).to_rfc3339());
+    assert_eq!(opened["data"]["expires_at"], windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339());
+    assert_eq!(opened["data"]["wa_id"], "16505551234");
+    assert_eq!(opened["data"]["user_id"], "US.13491208655302741918");
+    let closing = events.iter().find(|e| e["type"] == "whatsapp.window.closing").expect("closing");
+    assert_eq!(closing["data"]["lead_seconds"], 2);
+    assert_eq!(closing["time"], windowkeeper::domain::UnixSeconds(sent_at + 4).to_rfc3339());
+    let closed = events.iter().find(|e| e["type"] == "whatsapp.window.closed").expect("closed");
+    assert_eq!(closed["data"]["close_reason"], "expired");
+    assert_eq!(closed["time"], windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339());
+    validate_all(&events);
+
+    // Stdout of `run` carries every event as one JSON line.
+    let printed: Vec<Value> = app.stdout().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(printed.len(), 3, "{}", app.stdout());
+
+    // The state topic holds the contact's current state, validated too.
+    let states = read_until(&broker.bootstrap(), &names.state, Duration::from_secs(10), |r| !r.is_empty());
+    let state_events: Vec<Value> = states.iter().filter(|r| r.payload.is_some()).map(Record::json).collect();
+    assert!(!state_events.is_empty());
+    validate_all(&state_events);
+    assert_eq!(app.proc.terminate(Duration::from_secs(30)), Some(0), "{}", app.stderr());
+}
+
+/// A tracker killed mid-window and restarted after the window's end closes it, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_and_restart_closes_exactly_once() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("crash");
+    let names = topics(&prefix);
+    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
+    receiver.wait_ready(Duration::from_secs(60)).await;
+    let mut tracker = App::spawn(short_args(AppOptions::new("tracker", &broker.bootstrap(), &prefix)));
+    tracker.wait_ready(Duration::from_secs(60)).await;
+
+    let body = with_timestamps(&fixture("text-message.json"), now());
+    assert_eq!(post_signed(&receiver.webhook_url(), &body).await.status(), 200);
+    let opened = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(20), |r| !r.is_empty());
+    assert_eq!(opened.len(), 1, "opened before the crash");
+    tracker.proc.kill();
+
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut restarted = App::spawn(short_args(AppOptions::new("tracker", &broker.bootstrap(), &prefix)));
+    restarted.wait_ready(Duration::from_secs(60)).await;
+    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(30), |r| {
+        count_closed(r, SHEENA) >= 1
+    });
+    // Give a duplicate time to show up, if there were one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let records = read_all(&broker.bootstrap(), &names.events, Duration::from_secs(3)).into_iter().chain(records).collect::<Vec<_>>();
+    let events = events_of(&records);
+    let closed: Vec<&Value> = events.iter().filter(|e| e["type"] == "whatsapp.window.closed").collect();
+    let distinct: std::collections::HashSet<&str> = closed.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(distinct.len(), 1, "one window, one close: {events:#?}");
+    // The warning's time passed while the tracker was down and the window is over: skipped.
+    assert!(events.iter().all(|e| e["type"] != "whatsapp.window.closing"), "{events:#?}");
+}
+
+/// Two trackers share the partitions; when one leaves, the other closes its windows, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_member_leaving_hands_over_without_double_close() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("group");
+    let names = topics(&prefix);
+    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--partitions", "4"));
+    receiver.wait_ready(Duration::from_secs(60)).await;
+    let long = |o: AppOptions<'static>| o.arg("--service-window", "12s").arg("--closing-lead", "3s");
+    let mut first = App::spawn(long(AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4")));
+    let mut second = App::spawn(long(AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4")));
+    first.wait_ready(Duration::from_secs(60)).await;
+    second.wait_ready(Duration::from_secs(60)).await;
+    // Let the group settle with both members.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let at = now();
+    let customers: Vec<String> = (0..8).map(|n| format!("US.77{n:04}")).collect();
+    for customer in &customers {
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"55","display_phone_number":"1"}},"messages":[{{"id":"wamid.G{customer}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
+        );
+        assert_eq!(post_signed(&receiver.webhook_url(), body.as_bytes()).await.status(), 200);
+    }
+    let opened = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(30), |r| r.len() >= 8);
+    assert_eq!(opened.len(), 8);
+    assert_eq!(first.proc.terminate(Duration::from_secs(30)), Some(0), "{}", first.stderr());
+
+    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(60), |r| {
+        customers.iter().all(|c| count_closed(r, &format!("55:{c}")) >= 1)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records: Vec<Record> = read_all(&broker.bootstrap(), &names.events, Duration::from_secs(3)).into_iter().chain(records).collect();
+    for customer in &customers {
+        let subject = format!("55:{customer}");
+        let ids: std::collections::HashSet<String> = events_of(&records)
+            .iter()
+            .filter(|e| e["subject"] == subject.as_str() && e["type"] == "whatsapp.window.closed")
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(ids.len(), 1, "{subject} closed once: {}", second.stderr());
+    }
+    let _ = second.proc.terminate(Duration::from_secs(30));
+}
+
+/// Meta reports the window closed (131047) for a status that names only the phone number:
+/// routed to the BSUID's state, which closes at once. A referral plus a reply opens the FEP.
+#[tokio::test(flavor = "multi_thread")]
+async fn meta_correction_and_free_entry_point() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("meta");
+    let names = topics(&prefix);
+    let mut app = App::spawn(
+        AppOptions::new("run", &broker.bootstrap(), &prefix)
+            .arg("--service-window", "60s")
+            .arg("--free-entry-window", "90s")
+            .arg("--closing-lead", "5s"),
+    );
+    app.wait_ready(Duration::from_secs(60)).await;
+    let at = now();
+    assert_eq!(
+        post_signed(&app.webhook_url(), &with_timestamps(&fixture("text-message.json"), at)).await.status(),
+        200
+    );
+    read_until(&broker.bootstrap(), &names.events, Duration::from_secs(20), |r| !r.is_empty());
+    // Give the phone-number alias a moment to be in place, then the failed status arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        post_signed(&app.webhook_url(), &with_timestamps(&fixture("failed-131047-status.json"), at + 1)).await.status(),
+        200
+    );
+    // Referral message then the business's reply: a free entry point window opens.
+    assert_eq!(
+        post_signed(&app.webhook_url(), &with_timestamps(&fixture("ctwa-referral-message.json"), at)).await.status(),
+        200
+    );
+    let reply = String::from_utf8(with_timestamps(&fixture("fep-reply-sent-status.json"), at + 2))
+        .expect("utf8")
+        .replace("\"expiration_timestamp\": \"1795509800\"", &format!("\"expiration_timestamp\": \"{}\"", at + 2 + 90));
+    assert_eq!(post_signed(&app.webhook_url(), reply.as_bytes()).await.status(), 200);
+
+    let ravi = "106540352242922:IN.884422117733";
+    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(30), |r| {
+        count_closed(r, SHEENA) >= 1
+            && events_of(r).iter().any(|e| e["subject"] == ravi && e["data"]["window"] == "free_entry_point")
+    });
+    let events = events_of(&records);
+    let closed = events
+        .iter()
+        .find(|e| e["subject"] == SHEENA && e["type"] == "whatsapp.window.closed")
+        .expect("closed by Meta");
+    assert_eq!(closed["data"]["close_reason"], "meta_reported", "{events:#?}");
+    let fep = events
+        .iter()
+        .find(|e| e["subject"] == ravi && e["data"]["window"] == "free_entry_point")
+        .expect("fep opened");
+    assert_eq!(fep["type"], "whatsapp.window.opened");
+    assert_eq!(fep["data"]["expires_at"], windowkeeper::domain::UnixSeconds(at + 92).to_rfc3339());
+    validate_all(&events);
+}
+
+/// The customer's BSUID changes: the open window follows to the new id and closes there once.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_id_change_moves_the_window() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("move");
+    let names = topics(&prefix);
+    let mut app = App::spawn(short_args(AppOptions::new("run", &broker.bootstrap(), &prefix)).arg("--service-window", "8s"));
+    app.wait_ready(Duration::from_secs(60)).await;
+    let at = now();
+    assert_eq!(
+        post_signed(&app.webhook_url(), &with_timestamps(&fixture("text-message.json"), at)).await.status(),
+        200
+    );
+    read_until(&broker.bootstrap(), &names.events, Duration::from_secs(20), |r| !r.is_empty());
+    assert_eq!(
+        post_signed(&app.webhook_url(), &with_timestamps(&fixture("user-id-update.json"), at + 1)).await.status(),
+        200
+    );
+    let new_key = "106540352242922:US.99887766554433221100";
+    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(40), |r| {
+        count_closed(r, new_key) >= 1 || count_closed(r, SHEENA) >= 1
+    });
+    let events = events_of(&records);
+    assert_eq!(count_closed(&records, SHEENA), 0, "the old id's window moved: {events:#?}");
+    assert_eq!(count_closed(&records, new_key), 1, "{events:#?}");
+    let closed = events.iter().find(|e| e["type"] == "whatsapp.window.closed").expect("closed");
+    assert_eq!(closed["data"]["user_id"], "US.99887766554433221100");
+    assert_eq!(closed["data"]["opened_at"], windowkeeper::domain::UnixSeconds(at).to_rfc3339());
+}
