@@ -150,6 +150,10 @@ pub struct TrackerArgs {
     /// Tracker consumer group.
     #[arg(long, env = "WINDOWKEEPER_GROUP_ID", default_value = "windowkeeper-tracker")]
     pub group_id: String,
+    /// Static group membership (e.g. the pod name): a restarted instance gets its partitions
+    /// back at once instead of after the session timeout.
+    #[arg(long, env = "WINDOWKEEPER_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
 }
 
 /// Durations as `90s`, `15m`, `24h`, `3d` (and combinations humantime accepts).
@@ -324,6 +328,7 @@ impl ReceiverArgs {
 pub struct TrackerSettings {
     pub windows: WindowConfig,
     pub group_id: String,
+    pub group_instance_id: Option<String>,
 }
 
 impl TrackerArgs {
@@ -333,13 +338,14 @@ impl TrackerArgs {
             return Err(ConfigError::LeadTooLong { lead: *lead, window: shortest });
         }
         Ok(TrackerSettings {
-            windows: WindowConfig {
-                service_window_secs: whole_seconds(self.service_window),
-                free_entry_window_secs: whole_seconds(self.free_entry_window),
-                closing_leads_secs: self.closing_lead.iter().map(|d| whole_seconds(*d)).collect(),
-                reactions_open_window: self.reactions_open_window,
-            },
+            windows: WindowConfig::new(
+                whole_seconds(self.service_window),
+                whole_seconds(self.free_entry_window),
+                self.closing_lead.iter().map(|d| whole_seconds(*d)),
+                self.reactions_open_window,
+            ),
             group_id: self.group_id.clone(),
+            group_instance_id: self.group_instance_id.clone().filter(|id| !id.trim().is_empty()),
         })
     }
 }

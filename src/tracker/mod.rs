@@ -128,7 +128,11 @@ impl Tracker {
     ) -> Result<Self, TrackerError> {
         let (sender, rebalances) = mpsc::channel();
         let context = RebalanceContext { topic: kafka.topics.inbound.clone(), events: Mutex::new(sender) };
-        let consumer: StreamConsumer<RebalanceContext> = crate::kafka::base_config(&kafka.brokers)
+        let mut config = crate::kafka::base_config(&kafka.brokers);
+        if let Some(instance) = &settings.group_instance_id {
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<RebalanceContext> = config
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

@@ -144,6 +144,7 @@ fn spawn_tansu(port: u16, storage: &str, workdir: Option<&Path>) -> Proc {
     if let Some(dir) = workdir {
         command.current_dir(dir);
     }
+    command.env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()));
     let child = command
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
         .stdin(Stdio::null())
