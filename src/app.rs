@@ -23,7 +23,10 @@ pub enum StartError {
     #[error(transparent)]
     Kafka(#[from] SetupError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the embedded broker: {0}")]
     Embedded(String),
     #[error("tracker failed: {0}")]
@@ -44,16 +47,24 @@ impl StartError {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WINDOWKEEPER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests running several apps in one process) is harmless.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Resolves when the process is asked to stop.
@@ -142,7 +153,10 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
         None => None,
     };
 
-    let readiness = Readiness { kafka: reachability, tracker_restored };
+    let readiness = Readiness {
+        kafka: reachability,
+        tracker_restored,
+    };
     let admin_limits = ServeLimits {
         header_timeout: Duration::from_secs(5),
         max_connections: 64,

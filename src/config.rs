@@ -12,7 +12,11 @@ use crate::signature::AppSecrets;
 use crate::window::WindowConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "windowkeeper", version, about = "WhatsApp webhooks to Kafka, with messaging window tracking")]
+#[command(
+    name = "windowkeeper",
+    version,
+    about = "WhatsApp webhooks to Kafka, with messaging window tracking"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -74,22 +78,42 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "WINDOWKEEPER_ADMIN_LISTEN", default_value = "0.0.0.0:9464")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9464"
+    )]
     pub admin_listen: SocketAddr,
     /// Kafka bootstrap servers (comma-separated).
     #[arg(long, env = "WINDOWKEEPER_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
     /// Topic of normalized inbound events.
-    #[arg(long, env = "WINDOWKEEPER_TOPIC_INBOUND", default_value = "whatsapp.inbound.v1")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_TOPIC_INBOUND",
+        default_value = "whatsapp.inbound.v1"
+    )]
     pub topic_inbound: String,
     /// Topic of window events.
-    #[arg(long, env = "WINDOWKEEPER_TOPIC_WINDOW_EVENTS", default_value = "whatsapp.window-events.v1")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_TOPIC_WINDOW_EVENTS",
+        default_value = "whatsapp.window-events.v1"
+    )]
     pub topic_window_events: String,
     /// Compacted topic of each contact's current window state.
-    #[arg(long, env = "WINDOWKEEPER_TOPIC_WINDOW_STATE", default_value = "whatsapp.window-state.v1")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_TOPIC_WINDOW_STATE",
+        default_value = "whatsapp.window-state.v1"
+    )]
     pub topic_window_state: String,
     /// Topic of signed payloads that could not be understood.
-    #[arg(long, env = "WINDOWKEEPER_TOPIC_DEADLETTER", default_value = "whatsapp.deadletter.v1")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_TOPIC_DEADLETTER",
+        default_value = "whatsapp.deadletter.v1"
+    )]
     pub topic_deadletter: String,
     /// Partitions of the topics it creates.
     #[arg(long, env = "WINDOWKEEPER_PARTITIONS", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=10000))]
@@ -101,7 +125,12 @@ pub struct CommonArgs {
     #[arg(long, env = "WINDOWKEEPER_PUBLISH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
     /// Log format.
-    #[arg(long, env = "WINDOWKEEPER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -111,7 +140,12 @@ pub struct ReceiverArgs {
     #[arg(long, env = "WINDOWKEEPER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Meta app secret; repeat or comma-separate for rotation (also META_APP_SECRET).
-    #[arg(long, env = "WINDOWKEEPER_APP_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_APP_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub app_secret: Vec<String>,
     /// File with app secrets, one a line.
     #[arg(long, env = "WINDOWKEEPER_APP_SECRET_FILE")]
@@ -123,7 +157,11 @@ pub struct ReceiverArgs {
     #[arg(long, env = "WINDOWKEEPER_MAX_BODY", default_value_t = 4_194_304)]
     pub max_body: usize,
     /// Most webhook requests handled at once; more wait briefly, then get 503.
-    #[arg(long, env = "WINDOWKEEPER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512
+    )]
     pub max_concurrent_requests: usize,
     /// Most open client connections; further connections are closed at once.
     #[arg(long, env = "WINDOWKEEPER_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -148,7 +186,11 @@ pub struct TrackerArgs {
     #[arg(long, env = "WINDOWKEEPER_REACTIONS_OPEN_WINDOW", default_value_t = false, action = clap::ArgAction::Set)]
     pub reactions_open_window: bool,
     /// Tracker consumer group.
-    #[arg(long, env = "WINDOWKEEPER_GROUP_ID", default_value = "windowkeeper-tracker")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_GROUP_ID",
+        default_value = "windowkeeper-tracker"
+    )]
     pub group_id: String,
     /// Static group membership (e.g. the pod name): a restarted instance gets its partitions
     /// back at once instead of after the session timeout.
@@ -158,7 +200,8 @@ pub struct TrackerArgs {
 
 /// Durations as `90s`, `15m`, `24h`, `3d` (and combinations humantime accepts).
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let value = humantime::parse_duration(raw.trim()).map_err(|e| format!("{e} (use e.g. 90s, 15m, 24h, 3d)"))?;
+    let value = humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("{e} (use e.g. 90s, 15m, 24h, 3d)"))?;
     if value.is_zero() {
         return Err("must be longer than zero".into());
     }
@@ -174,7 +217,10 @@ pub enum ConfigError {
     #[error("a verify token is required: --verify-token, WINDOWKEEPER_VERIFY_TOKEN or META_VERIFY_TOKEN")]
     MissingVerifyToken,
     #[error("cannot read --app-secret-file {path}: {source}")]
-    SecretFile { path: PathBuf, source: std::io::Error },
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid app secret: {0}")]
     InvalidSecret(String),
     #[error("--max-body must be at least 1 byte")]
@@ -285,17 +331,29 @@ impl ReceiverArgs {
                 path: path.clone(),
                 source,
             })?;
-            secrets.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+            secrets.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
         }
         if secrets.is_empty() {
             if let Some(fallback) = env_fallback("META_APP_SECRET") {
-                secrets.extend(fallback.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+                secrets.extend(
+                    fallback
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
             }
         }
         if secrets.is_empty() {
             return Err(ConfigError::MissingSecret);
         }
-        let secrets = AppSecrets::new(secrets).map_err(|e| ConfigError::InvalidSecret(e.to_string()))?;
+        let secrets =
+            AppSecrets::new(secrets).map_err(|e| ConfigError::InvalidSecret(e.to_string()))?;
         let verify_token = self
             .verify_token
             .clone()
@@ -335,7 +393,10 @@ impl TrackerArgs {
     pub fn settings(&self) -> Result<TrackerSettings, ConfigError> {
         let shortest = self.service_window.min(self.free_entry_window);
         if let Some(lead) = self.closing_lead.iter().find(|lead| **lead >= shortest) {
-            return Err(ConfigError::LeadTooLong { lead: *lead, window: shortest });
+            return Err(ConfigError::LeadTooLong {
+                lead: *lead,
+                window: shortest,
+            });
         }
         Ok(TrackerSettings {
             windows: WindowConfig::new(
@@ -345,7 +406,10 @@ impl TrackerArgs {
                 self.reactions_open_window,
             ),
             group_id: self.group_id.clone(),
-            group_instance_id: self.group_instance_id.clone().filter(|id| !id.trim().is_empty()),
+            group_instance_id: self
+                .group_instance_id
+                .clone()
+                .filter(|id| !id.trim().is_empty()),
         })
     }
 }
@@ -379,9 +443,21 @@ mod tests {
 
     #[test]
     fn leads_must_fit_inside_the_windows() {
-        let cli = Cli::try_parse_from(["windowkeeper", "tracker", "--service-window", "6s", "--closing-lead", "6s"])
-            .expect("parses");
-        let Command::Tracker(t) = cli.command else { panic!("tracker") };
-        assert!(matches!(t.tracker.settings(), Err(ConfigError::LeadTooLong { .. })));
+        let cli = Cli::try_parse_from([
+            "windowkeeper",
+            "tracker",
+            "--service-window",
+            "6s",
+            "--closing-lead",
+            "6s",
+        ])
+        .expect("parses");
+        let Command::Tracker(t) = cli.command else {
+            panic!("tracker")
+        };
+        assert!(matches!(
+            t.tracker.settings(),
+            Err(ConfigError::LeadTooLong { .. })
+        ));
     }
 }

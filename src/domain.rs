@@ -157,8 +157,12 @@ mod tests {
             ContactKey::new(&pnid, &customer).as_str(),
             "106540352242922:US.13491208655302741918"
         );
-        let phone_only = CustomerId::pick(None, Some(WaId::new("16505551234"))).expect("a customer");
-        assert_eq!(ContactKey::new(&pnid, &phone_only).as_str(), "106540352242922:16505551234");
+        let phone_only =
+            CustomerId::pick(None, Some(WaId::new("16505551234"))).expect("a customer");
+        assert_eq!(
+            ContactKey::new(&pnid, &phone_only).as_str(),
+            "106540352242922:16505551234"
+        );
     }
 
     #[test]
@@ -167,8 +171,14 @@ mod tests {
             UnixSeconds::parse_meta(&serde_json::json!("1795250000")),
             Some(UnixSeconds(1_795_250_000))
         );
-        assert_eq!(UnixSeconds::parse_meta(&serde_json::json!(17)), Some(UnixSeconds(17)));
+        assert_eq!(
+            UnixSeconds::parse_meta(&serde_json::json!(17)),
+            Some(UnixSeconds(17))
+        );
         assert_eq!(UnixSeconds::parse_meta(&serde_json::json!("soon")), None);
-        assert_eq!(UnixSeconds(1_795_250_000).to_rfc3339(), "2026-11-21T08:33:20Z");
+        assert_eq!(
+            UnixSeconds(1_795_250_000).to_rfc3339(),
+            "2026-11-21T08:33:20Z"
+        );
     }
 }

@@ -15,8 +15,15 @@ impl EmbeddedBroker {
     /// Starts a one-broker cluster and creates the topics (the mock has no CreateTopics API).
     pub fn start(topics: &Topics, partitions: i32) -> Result<Self, String> {
         let cluster = MockCluster::new(1).map_err(|e| e.to_string())?;
-        for topic in [&topics.inbound, &topics.window_events, &topics.window_state, &topics.deadletter] {
-            cluster.create_topic(topic, partitions, 1).map_err(|e| format!("{topic}: {e}"))?;
+        for topic in [
+            &topics.inbound,
+            &topics.window_events,
+            &topics.window_state,
+            &topics.deadletter,
+        ] {
+            cluster
+                .create_topic(topic, partitions, 1)
+                .map_err(|e| format!("{topic}: {e}"))?;
         }
         Ok(Self { cluster })
     }

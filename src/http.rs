@@ -21,7 +21,12 @@ pub struct ServeLimits {
     pub drain_timeout: Duration,
 }
 
-pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    stop: CancellationToken,
+) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -58,7 +63,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits, s
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still busy when the drain timeout ran out");
     }
 }

@@ -66,7 +66,11 @@ pub fn base_config(brokers: &str) -> ClientConfig {
 
 /// acks=all and idempotence: a record acknowledged once is stored once, even across retries.
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> {
-    let timeout_ms = settings.publish_timeout.as_millis().clamp(1, i32::MAX as u128).to_string();
+    let timeout_ms = settings
+        .publish_timeout
+        .as_millis()
+        .clamp(1, i32::MAX as u128)
+        .to_string();
     base_config(&settings.brokers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
@@ -94,7 +98,10 @@ const REPLACE_AFTER: Duration = Duration::from_secs(2);
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, SetupError> {
         let producer = producer(settings)?;
-        Ok(Self { settings: settings.clone(), current: std::sync::Mutex::new((producer, std::time::Instant::now())) })
+        Ok(Self {
+            settings: settings.clone(),
+            current: std::sync::Mutex::new((producer, std::time::Instant::now())),
+        })
     }
 
     pub fn current(&self) -> FutureProducer {
@@ -115,10 +122,14 @@ impl Publisher {
     }
 
     fn replace(&self, failed: &FutureProducer) {
-        let Ok(mut guard) = self.current.lock() else { return };
+        let Ok(mut guard) = self.current.lock() else {
+            return;
+        };
         let (producer, since) = &*guard;
         // Another request already replaced it, or it is too soon to churn again.
-        if producer.client().native_ptr() != failed.client().native_ptr() || since.elapsed() < REPLACE_AFTER {
+        if producer.client().native_ptr() != failed.client().native_ptr()
+            || since.elapsed() < REPLACE_AFTER
+        {
             return;
         }
         match self::producer(&self.settings) {
@@ -154,9 +165,14 @@ impl OutboundRecord<'_> {
     fn to_future_record(&self) -> FutureRecord<'_, str, [u8]> {
         let mut headers = OwnedHeaders::new_with_capacity(1 + self.headers.len());
         for (key, value) in self.headers {
-            headers = headers.insert(Header { key, value: Some(*value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
         }
-        let mut record = FutureRecord::to(self.topic).payload(self.payload).headers(headers);
+        let mut record = FutureRecord::to(self.topic)
+            .payload(self.payload)
+            .headers(headers);
         if let Some(key) = self.key {
             record = record.key(key);
         }
@@ -205,7 +221,10 @@ pub async fn partition_counts(
         let metadata = client
             .inner()
             .fetch_metadata(None, timeout)
-            .map_err(|source| SetupError::Unreachable { brokers: brokers.clone(), source })?;
+            .map_err(|source| SetupError::Unreachable {
+                brokers: brokers.clone(),
+                source,
+            })?;
         Ok(metadata
             .topics()
             .iter()
@@ -214,7 +233,10 @@ pub async fn partition_counts(
             .collect())
     })
     .await
-    .map_err(|e| SetupError::CreateTopic { topic: String::new(), reason: e.to_string() })?
+    .map_err(|e| SetupError::CreateTopic {
+        topic: String::new(),
+        reason: e.to_string(),
+    })?
 }
 
 /// Creates whichever of the four topics are missing (the state topic compacted), then
@@ -233,7 +255,11 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
         .iter()
         .filter(|(name, _)| !existing.contains_key(name.as_str()))
         .map(|(name, compacted)| {
-            let topic = NewTopic::new(name, settings.partitions, TopicReplication::Fixed(settings.replication_factor));
+            let topic = NewTopic::new(
+                name,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            );
             if *compacted {
                 topic.set("cleanup.policy", "compact")
             } else {
@@ -243,18 +269,26 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
         .collect();
     if !new_topics.is_empty() {
         let client = admin(&settings.brokers)?;
-        let options = AdminOptions::new().operation_timeout(Some(wait)).request_timeout(Some(wait));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(wait))
+            .request_timeout(Some(wait));
         let results = client
             .create_topics(&new_topics, &options)
             .await
-            .map_err(|e| SetupError::CreateTopic { topic: "(all)".into(), reason: e.to_string() })?;
+            .map_err(|e| SetupError::CreateTopic {
+                topic: "(all)".into(),
+                reason: e.to_string(),
+            })?;
         for result in results {
             match result {
                 Ok(_) => {}
                 // Another instance created it first: that is what we wanted.
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(SetupError::CreateTopic { topic, reason: code.to_string() })
+                    return Err(SetupError::CreateTopic {
+                        topic,
+                        reason: code.to_string(),
+                    })
                 }
             }
         }
@@ -268,15 +302,22 @@ async fn check_partitions(settings: &KafkaSettings) -> Result<(), SetupError> {
     let mut last = HashMap::new();
     for _ in 0..50 {
         last = partition_counts(&settings.brokers, Duration::from_secs(10)).await?;
-        let all_there = [&topics.inbound, &topics.window_events, &topics.window_state, &topics.deadletter]
-            .iter()
-            .all(|t| last.get(t.as_str()).is_some_and(|n| *n > 0));
+        let all_there = [
+            &topics.inbound,
+            &topics.window_events,
+            &topics.window_state,
+            &topics.deadletter,
+        ]
+        .iter()
+        .all(|t| last.get(t.as_str()).is_some_and(|n| *n > 0));
         if all_there {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let inbound = *last.get(&topics.inbound).ok_or_else(|| SetupError::Missing(topics.inbound.clone()))?;
+    let inbound = *last
+        .get(&topics.inbound)
+        .ok_or_else(|| SetupError::Missing(topics.inbound.clone()))?;
     let state = *last
         .get(&topics.window_state)
         .ok_or_else(|| SetupError::Missing(topics.window_state.clone()))?;
@@ -315,7 +356,10 @@ pub async fn probe_reachability(
     loop {
         let client = publisher.current();
         let reachable = tokio::task::spawn_blocking(move || {
-            client.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()
+            client
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .is_ok()
         })
         .await
         .unwrap_or(false);

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     if let Command::Sign(args) = &cli.command {
         return sign(args);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("windowkeeper: error: cannot start the async runtime: {error}");
@@ -80,40 +83,48 @@ async fn start(command: Command) -> Result<(), StartError> {
 }
 
 fn start_embedded(args: &windowkeeper::config::RunArgs) -> Result<EmbeddedBroker, StartError> {
-    let broker = EmbeddedBroker::start(&args.common.topics(), args.common.partitions).map_err(StartError::Embedded)?;
+    let broker = EmbeddedBroker::start(&args.common.topics(), args.common.partitions)
+        .map_err(StartError::Embedded)?;
     let listen = args.receiver.listen;
     let port = listen.port();
     eprintln!("windowkeeper: no --kafka-brokers given; started an EMBEDDED Kafka-protocol broker in this process.");
     eprintln!("windowkeeper: it keeps nothing across restarts and is for trying windowkeeper out, not for production.");
-    eprintln!("windowkeeper: bootstrap servers: {}", broker.bootstrap_servers());
+    eprintln!(
+        "windowkeeper: bootstrap servers: {}",
+        broker.bootstrap_servers()
+    );
     eprintln!("windowkeeper: webhook URL: http://127.0.0.1:{port}/webhook");
     {
         // The secret itself is never printed; the command reads it from the environment.
         eprintln!("windowkeeper: post a signed sample (with WINDOWKEEPER_APP_SECRET set to the app secret) with:");
         eprintln!(
-            "  body='{}'; curl -sS -X POST http://127.0.0.1:{port}/webhook -H 'Content-Type: application/json' \
-             -H \"X-Hub-Signature-256: $(printf %s \"$body\" | windowkeeper sign --app-secret \"$WINDOWKEEPER_APP_SECRET\")\" --data-binary \"$body\"",
-            sample_body()
+            "  ts=$(date +%s); body=$(printf '{}' \"$ts\" \"$ts\"); curl -sS -w '%{{http_code}}\\n' -X POST http://127.0.0.1:{port}/webhook \
+             -H 'Content-Type: application/json' \
+             -H \"X-Hub-Signature-256: $(printf %s \"$body\" | windowkeeper sign --app-secret \"$WINDOWKEEPER_APP_SECRET\")\" \
+             --data-binary \"$body\"",
+            SAMPLE_BODY_FORMAT
         );
     }
     Ok(broker)
 }
 
-/// A customer text stamped now, so the window it opens is live.
-fn sample_body() -> String {
-    let now = chrono::Utc::now().timestamp();
-    format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Sheena Nelson"}},"user_id":"US.13491208655302741918","wa_id":"16505551234"}}],"messages":[{{"id":"wamid.SAMPLE{now}","timestamp":"{now}","type":"text","from_user_id":"US.13491208655302741918","from":"16505551234","text":{{"body":"Hello"}}}}]}}}}]}}]}}"#
-    )
-}
+/// A customer text; `%s` becomes the send time (as Meta stamps it) when the command runs, so
+/// the window it opens is live even with windows of seconds.
+const SAMPLE_BODY_FORMAT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"user_id":"US.13491208655302741918","wa_id":"16505551234"}],"messages":[{"id":"wamid.SAMPLE%s","timestamp":"%s","type":"text","from_user_id":"US.13491208655302741918","from":"16505551234","text":{"body":"Hello"}}]}}]}]}"#;
 
 fn sign(args: &SignArgs) -> ExitCode {
-    let Some(secret) = args.app_secret.clone().or_else(|| std::env::var("META_APP_SECRET").ok()) else {
+    let Some(secret) = args
+        .app_secret
+        .clone()
+        .or_else(|| std::env::var("META_APP_SECRET").ok())
+    else {
         eprintln!("windowkeeper: error: --app-secret (or WINDOWKEEPER_APP_SECRET / META_APP_SECRET) is required");
         return ExitCode::from(2);
     };
     let body = match &args.file {
-        Some(path) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
         None => {
             let mut buffer = Vec::new();
             std::io::stdin()
@@ -124,7 +135,10 @@ fn sign(args: &SignArgs) -> ExitCode {
     };
     match body {
         Ok(body) => {
-            println!("{}", windowkeeper::signature::sign(secret.as_bytes(), &body));
+            println!(
+                "{}",
+                windowkeeper::signature::sign(secret.as_bytes(), &body)
+            );
             ExitCode::SUCCESS
         }
         Err(message) => {

@@ -130,16 +130,20 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("windowkeeper");
         let requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register("webhook_requests", "Webhook requests by outcome", requests.clone());
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by outcome",
+            requests.clone(),
+        );
         let signature_failures = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "signature_failures",
             "POSTs refused because X-Hub-Signature-256 was missing, malformed or wrong",
             signature_failures.clone(),
         );
-        let publish_duration = Histogram::new(
-            [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
-        );
+        let publish_duration = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         registry.register(
             "publish_duration_seconds",
             "Time from a verified POST to Kafka acknowledging all of its events",
@@ -152,9 +156,17 @@ impl Metrics {
             events_published.clone(),
         );
         let kafka_errors = Family::<OperationLabels, Counter>::default();
-        registry.register("kafka_errors", "Kafka operations that failed", kafka_errors.clone());
+        registry.register(
+            "kafka_errors",
+            "Kafka operations that failed",
+            kafka_errors.clone(),
+        );
         let open_windows = Family::<WindowLabels, Gauge>::default();
-        registry.register("open_windows", "Windows open now, by kind", open_windows.clone());
+        registry.register(
+            "open_windows",
+            "Windows open now, by kind",
+            open_windows.clone(),
+        );
         let window_events = Family::<TypeLabels, Counter>::default();
         registry.register(
             "window_events",
@@ -162,7 +174,7 @@ impl Metrics {
             window_events.clone(),
         );
         let restore_duration =
-            Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0].into_iter());
+            Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]);
         registry.register(
             "restore_duration_seconds",
             "Time to restore assigned partitions' state from the state topic",
@@ -175,7 +187,7 @@ impl Metrics {
             input_lag.clone(),
         );
         let timer_lateness =
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0].into_iter());
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0]);
         registry.register(
             "timer_lateness_seconds",
             "How long after its deadline a warning or close was emitted",
@@ -204,26 +216,42 @@ impl Metrics {
     }
 
     pub fn request(&self, outcome: Outcome) {
-        self.requests.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc();
+        self.requests
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     pub fn signature_failure(&self, reason: SignatureFailure) {
-        self.signature_failures.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+        self.signature_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     pub fn kafka_error(&self, operation: KafkaOperation) {
-        self.kafka_errors.get_or_create(&OperationLabels { operation: operation.as_str() }).inc();
+        self.kafka_errors
+            .get_or_create(&OperationLabels {
+                operation: operation.as_str(),
+            })
+            .inc();
     }
 
     pub fn event_published(&self, event_type: &str) {
         self.events_published
-            .get_or_create(&TypeLabels { r#type: event_type.to_owned() })
+            .get_or_create(&TypeLabels {
+                r#type: event_type.to_owned(),
+            })
             .inc();
     }
 
     pub fn window_event(&self, event_type: &str) {
         self.window_events
-            .get_or_create(&TypeLabels { r#type: event_type.to_owned() })
+            .get_or_create(&TypeLabels {
+                r#type: event_type.to_owned(),
+            })
             .inc();
     }
 
@@ -246,8 +274,17 @@ mod tests {
         metrics.request(Outcome::Accepted);
         metrics.signature_failure(SignatureFailure::Mismatch);
         let text = metrics.render();
-        assert!(text.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"} 1"), "{text}");
-        assert!(text.contains("windowkeeper_signature_failures_total{reason=\"mismatch\"} 1"), "{text}");
-        assert!(text.contains("# TYPE windowkeeper_publish_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("windowkeeper_signature_failures_total{reason=\"mismatch\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE windowkeeper_publish_duration_seconds histogram"),
+            "{text}"
+        );
     }
 }

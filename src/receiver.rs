@@ -16,8 +16,8 @@ use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tracing::Instrument;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::config::{ReceiverSettings, Topics, VerifyToken};
 use crate::kafka::{OutboundRecord, Publisher, CLOUDEVENT_HEADERS};
@@ -65,7 +65,9 @@ impl Receiver {
     }
 
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new().route("/webhook", get(handshake).post(webhook)).with_state(self)
+        Router::new()
+            .route("/webhook", get(handshake).post(webhook))
+            .with_state(self)
     }
 }
 
@@ -85,13 +87,20 @@ async fn handshake(
     query: Result<Query<Handshake>, QueryRejection>,
 ) -> Response {
     let accepted = query.ok().and_then(|Query(h)| {
-        let token_ok = h.verify_token.is_some_and(|t| receiver.verify_token.matches(&t));
-        (h.mode.as_deref() == Some("subscribe") && token_ok).then_some(h.challenge.unwrap_or_default())
+        let token_ok = h
+            .verify_token
+            .is_some_and(|t| receiver.verify_token.matches(&t));
+        (h.mode.as_deref() == Some("subscribe") && token_ok)
+            .then_some(h.challenge.unwrap_or_default())
     });
     match accepted {
         Some(challenge) => {
             receiver.metrics.request(Outcome::Verified);
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response()
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                challenge,
+            )
+                .into_response()
         }
         None => {
             receiver.metrics.request(Outcome::Forbidden);
@@ -101,7 +110,11 @@ async fn handshake(
     }
 }
 
-async fn webhook(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+async fn webhook(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let request_id = receiver.next_request_id.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("webhook", request_id);
     let outcome = receiver.handle_post(&headers, body).instrument(span).await;
@@ -118,9 +131,10 @@ fn respond(outcome: Outcome) -> Response {
         Outcome::Forbidden => StatusCode::FORBIDDEN,
         Outcome::Unavailable => {
             let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
             return response;
         }
     };
@@ -145,10 +159,16 @@ impl Receiver {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.max_body as u64) {
-            tracing::info!(declared, max = self.max_body, "body over --max-body refused unread");
+            tracing::info!(
+                declared,
+                max = self.max_body,
+                "body over --max-body refused unread"
+            );
             return Outcome::TooLarge;
         }
-        let raw = match tokio::time::timeout(self.client_timeout, read_limited(body, self.max_body)).await {
+        let raw = match tokio::time::timeout(self.client_timeout, read_limited(body, self.max_body))
+            .await
+        {
             Ok(Ok(raw)) => raw,
             Ok(Err(BodyError::TooLarge)) => return Outcome::TooLarge,
             Ok(Err(BodyError::Broken)) | Err(_) => {
@@ -156,7 +176,9 @@ impl Receiver {
                 return Outcome::ClientTimeout;
             }
         };
-        let signature = headers.get("x-hub-signature-256").map(HeaderValue::as_bytes);
+        let signature = headers
+            .get("x-hub-signature-256")
+            .map(HeaderValue::as_bytes);
         let verified = match verify(&self.secrets, signature, raw) {
             Ok(verified) => verified,
             Err(error) => {
@@ -167,7 +189,10 @@ impl Receiver {
         };
         match normalize(&verified) {
             Ok(events) => self.publish_events(&events).await,
-            Err(error) => self.dead_letter(&verified, error.reason(), &error.to_string()).await,
+            Err(error) => {
+                self.dead_letter(&verified, error.reason(), &error.to_string())
+                    .await
+            }
         }
     }
 
@@ -185,7 +210,9 @@ impl Receiver {
         let started = Instant::now();
         match self.publisher.publish_all(&records).await {
             Ok(()) => {
-                self.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .publish_duration
+                    .observe(started.elapsed().as_secs_f64());
                 for event in events {
                     self.metrics.event_published(event.event_type.as_str());
                 }
@@ -193,7 +220,8 @@ impl Receiver {
                 Outcome::Accepted
             }
             Err(error) => {
-                self.metrics.kafka_error(crate::metrics::KafkaOperation::Publish);
+                self.metrics
+                    .kafka_error(crate::metrics::KafkaOperation::Publish);
                 tracing::error!(%error, events = events.len(), "publish failed; answering 503");
                 Outcome::Unavailable
             }
@@ -201,7 +229,10 @@ impl Receiver {
     }
 
     async fn dead_letter(&self, body: &VerifiedBody, reason: &str, detail: &str) -> Outcome {
-        let headers = [(DEADLETTER_REASON_HEADER, reason), ("reason-detail", detail)];
+        let headers = [
+            (DEADLETTER_REASON_HEADER, reason),
+            ("reason-detail", detail),
+        ];
         let record = OutboundRecord {
             topic: &self.topics.deadletter,
             key: None,
@@ -211,11 +242,15 @@ impl Receiver {
         };
         match self.publisher.publish_all(&[record]).await {
             Ok(()) => {
-                tracing::warn!(reason, "signed body not understood; kept on the dead-letter topic");
+                tracing::warn!(
+                    reason,
+                    "signed body not understood; kept on the dead-letter topic"
+                );
                 Outcome::DeadLettered
             }
             Err(error) => {
-                self.metrics.kafka_error(crate::metrics::KafkaOperation::Publish);
+                self.metrics
+                    .kafka_error(crate::metrics::KafkaOperation::Publish);
                 tracing::error!(%error, "dead-letter publish failed; answering 503");
                 Outcome::Unavailable
             }
@@ -259,7 +294,10 @@ mod tests {
     #[tokio::test]
     async fn bodies_over_the_limit_are_cut_off() {
         let body = Body::from(vec![b'x'; 11]);
-        assert!(matches!(read_limited(body, 10).await, Err(BodyError::TooLarge)));
+        assert!(matches!(
+            read_limited(body, 10).await,
+            Err(BodyError::TooLarge)
+        ));
         let body = Body::from(vec![b'x'; 10]);
         assert!(matches!(read_limited(body, 10).await, Ok(b) if b.len() == 10));
     }

@@ -29,22 +29,39 @@ async fn receiver_end_to_end() {
         .await
         .expect("GET");
     assert_eq!(ok.status(), 200);
-    assert!(ok.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/plain"));
+    assert!(ok.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/plain"));
     assert_eq!(ok.text().await.expect("body"), "1158201444");
     for query in [
         "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
         &format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
         "",
     ] {
-        let refused = client.get(format!("{}?{query}", app.webhook_url())).send().await.expect("GET");
+        let refused = client
+            .get(format!("{}?{query}", app.webhook_url()))
+            .send()
+            .await
+            .expect("GET");
         assert_eq!(refused.status(), 403, "query {query:?}");
     }
 
     // Signature failures: 401, nothing published.
     let body = fixture("text-message.json");
-    let missing = client.post(app.webhook_url()).body(body.clone()).send().await.expect("POST");
+    let missing = client
+        .post(app.webhook_url())
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(missing.status(), 401);
-    for bad in ["sha256=zz", "md5=abc", "sha256=", &windowkeeper::signature::sign(b"other-secret", &body)] {
+    for bad in [
+        "sha256=zz",
+        "md5=abc",
+        "sha256=",
+        &windowkeeper::signature::sign(b"other-secret", &body),
+    ] {
         let refused = client
             .post(app.webhook_url())
             .header("x-hub-signature-256", bad)
@@ -60,17 +77,37 @@ async fn receiver_end_to_end() {
         .await
         .starts_with("HTTP/1.1 413"));
     // Chunked, without a length: cut off once it passes the limit.
-    let limited = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--max-body", "1000"));
+    let limited = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--max-body", "1000"),
+    );
     let mut limited = limited;
     limited.wait_ready(Duration::from_secs(60)).await;
     let chunk = "x".repeat(600);
     let chunked = format!("POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n");
-    assert!(raw_exchange(limited.listen, &chunked).await.starts_with("HTTP/1.1 413"));
+    assert!(raw_exchange(limited.listen, &chunked)
+        .await
+        .starts_with("HTTP/1.1 413"));
     drop(limited);
 
     // Wrong path / method.
-    assert_eq!(client.get(app.admin_url("/nope")).send().await.expect("GET").status(), 404);
-    assert_eq!(client.put(app.webhook_url()).send().await.expect("PUT").status(), 405);
+    assert_eq!(
+        client
+            .get(app.admin_url("/nope"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .put(app.webhook_url())
+            .send()
+            .await
+            .expect("PUT")
+            .status(),
+        405
+    );
 
     // A batch of three contacts on two business numbers: three events, keyed by contact.
     let batch = fixture("batch-three-contacts.json");
@@ -95,7 +132,10 @@ async fn receiver_end_to_end() {
         assert!(keys.contains(key), "key {key} in {keys:?}");
     }
     for record in &inbound {
-        assert_eq!(record.headers.get("content-type").map(String::as_str), Some("application/cloudevents+json"));
+        assert_eq!(
+            record.headers.get("content-type").map(String::as_str),
+            Some("application/cloudevents+json")
+        );
         let event = record.json();
         assert_eq!(event["specversion"], "1.0");
         assert_eq!(event["subject"].as_str(), record.key.as_deref());
@@ -107,29 +147,87 @@ async fn receiver_end_to_end() {
         .map(|e| e["id"].clone())
         .collect();
     assert_eq!(text_ids.len(), 2);
-    assert_eq!(text_ids[0], text_ids[1], "a retried webhook yields the same id");
-    let escaped_event = inbound.iter().map(|r| r.json()).find(|e| e["subject"] == "9:15550001").expect("escaped");
-    assert_eq!(escaped_event["data"]["message"]["text"]["body"], "café / ok");
+    assert_eq!(
+        text_ids[0], text_ids[1],
+        "a retried webhook yields the same id"
+    );
+    let escaped_event = inbound
+        .iter()
+        .map(|r| r.json())
+        .find(|e| e["subject"] == "9:15550001")
+        .expect("escaped");
+    assert_eq!(
+        escaped_event["data"]["message"]["text"]["body"],
+        "café / ok"
+    );
 
     // Signed but not understood: dead letter with a reason header, then 200.
-    assert_eq!(post_signed(&app.webhook_url(), b"not json at all").await.status(), 200);
-    assert_eq!(post_signed(&app.webhook_url(), br#"{"object":"page","entry":[]}"#).await.status(), 200);
-    let dead = read_until(&broker.bootstrap(), &names.deadletter, WAIT, |r| r.len() >= 2);
+    assert_eq!(
+        post_signed(&app.webhook_url(), b"not json at all")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post_signed(&app.webhook_url(), br#"{"object":"page","entry":[]}"#)
+            .await
+            .status(),
+        200
+    );
+    let dead = read_until(&broker.bootstrap(), &names.deadletter, WAIT, |r| {
+        r.len() >= 2
+    });
     assert_eq!(dead.len(), 2);
-    assert!(dead.iter().any(|r| r.payload.as_deref() == Some(&b"not json at all"[..])), "{dead:?}");
-    assert!(dead.iter().all(|r| r.headers.contains_key("reason")), "{dead:?}");
+    assert!(
+        dead.iter()
+            .any(|r| r.payload.as_deref() == Some(&b"not json at all"[..])),
+        "{dead:?}"
+    );
+    assert!(
+        dead.iter().all(|r| r.headers.contains_key("reason")),
+        "{dead:?}"
+    );
 
     // Metrics name outcomes and never show a secret.
-    let metrics = client.get(app.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"}"), "{metrics}");
-    assert!(metrics.contains("windowkeeper_signature_failures_total{reason=\"missing\"} 1"), "{metrics}");
-    assert!(metrics.contains("windowkeeper_events_published_total"), "{metrics}");
+    let metrics = client
+        .get(app.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("windowkeeper_signature_failures_total{reason=\"missing\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("windowkeeper_events_published_total"),
+        "{metrics}"
+    );
     assert!(!metrics.contains(SECRET) && !app.stderr().contains(SECRET));
     assert!(!app.stderr().contains(VERIFY_TOKEN));
-    assert_eq!(client.get(app.admin_url("/healthz")).send().await.expect("healthz").status(), 200);
+    assert_eq!(
+        client
+            .get(app.admin_url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
 
     // SIGTERM: a clean exit.
-    assert_eq!(app.proc.terminate(Duration::from_secs(30)), Some(0), "{}", app.stderr());
+    assert_eq!(
+        app.proc.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        app.stderr()
+    );
 }
 
 /// The broker dies mid-run: the receiver answers 503 with Retry-After, and once the broker is
@@ -152,7 +250,10 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
     };
     let mut accepted = Vec::new();
     for n in 0..5 {
-        assert_eq!(post_signed(&app.webhook_url(), &body_for(n)).await.status(), 200);
+        assert_eq!(
+            post_signed(&app.webhook_url(), &body_for(n)).await.status(),
+            200
+        );
         accepted.push(format!("message:wamid.OUTAGE{n}"));
     }
 
@@ -171,19 +272,32 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
             break;
         }
         assert_eq!(status, 503);
-        assert!(std::time::Instant::now() < deadline, "receiver never recovered:\n{}", app.stderr());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "receiver never recovered:\n{}",
+            app.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for n in 6..8 {
-        assert_eq!(post_signed(&app.webhook_url(), &body_for(n)).await.status(), 200);
+        assert_eq!(
+            post_signed(&app.webhook_url(), &body_for(n)).await.status(),
+            200
+        );
         accepted.push(format!("message:wamid.OUTAGE{n}"));
     }
 
     let records = read_until(&broker.bootstrap(), &names.inbound, WAIT, |r| {
-        let ids: HashSet<String> = r.iter().filter_map(|x| x.json()["id"].as_str().map(str::to_owned)).collect();
+        let ids: HashSet<String> = r
+            .iter()
+            .filter_map(|x| x.json()["id"].as_str().map(str::to_owned))
+            .collect();
         accepted.iter().all(|id| ids.contains(id))
     });
-    let ids: HashSet<String> = records.iter().filter_map(|x| x.json()["id"].as_str().map(str::to_owned)).collect();
+    let ids: HashSet<String> = records
+        .iter()
+        .filter_map(|x| x.json()["id"].as_str().map(str::to_owned))
+        .collect();
     for id in &accepted {
         assert!(ids.contains(id), "{id} got 200 but is not in the topic");
     }
@@ -192,7 +306,9 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
 /// Writes `request` as is and returns what the server answers.
 async fn raw_exchange(port: u16, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut answer = vec![0u8; 1024];
     let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
@@ -207,19 +323,31 @@ async fn raw_exchange(port: u16, request: &str) -> String {
 async fn slow_clients_are_cut_off() {
     let broker = Broker::start();
     let prefix = unique_prefix("slow");
-    let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--client-timeout", "2s"));
+    let mut app = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--client-timeout", "2s"),
+    );
     app.wait_ready(Duration::from_secs(60)).await;
     // Headers never finished.
     let started = std::time::Instant::now();
     let answer = raw_exchange(app.listen, "POST /webhook HTTP/1.1\r\nHost: x\r\n").await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     // A body that never arrives.
-    let answer = raw_exchange(app.listen, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc").await;
+    let answer = raw_exchange(
+        app.listen,
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(15));
-    let ok = reqwest::get(format!("{}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=x", app.webhook_url()))
-        .await
-        .expect("still serving");
+    let ok = reqwest::get(format!(
+        "{}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=x",
+        app.webhook_url()
+    ))
+    .await
+    .expect("still serving");
     assert_eq!(ok.status(), 200);
 }
 
@@ -227,19 +355,40 @@ async fn slow_clients_are_cut_off() {
 fn config_errors_are_one_line_and_exit_2() {
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut command = std::process::Command::new(binary());
-        command.args(args).env_remove("META_APP_SECRET").env_remove("META_VERIFY_TOKEN");
+        command
+            .args(args)
+            .env_remove("META_APP_SECRET")
+            .env_remove("META_VERIFY_TOKEN");
         for (k, v) in env {
             command.env(k, v);
         }
         command.output().expect("runs")
     };
-    let missing_secret = run(&["receiver", "--kafka-brokers", "127.0.0.1:1", "--verify-token", "t"], &[]);
+    let missing_secret = run(
+        &[
+            "receiver",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--verify-token",
+            "t",
+        ],
+        &[],
+    );
     assert_eq!(missing_secret.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&missing_secret.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("app secret"), "{stderr}");
 
-    let bad_duration = run(&["tracker", "--kafka-brokers", "x", "--service-window", "forever"], &[]);
+    let bad_duration = run(
+        &[
+            "tracker",
+            "--kafka-brokers",
+            "x",
+            "--service-window",
+            "forever",
+        ],
+        &[],
+    );
     assert_eq!(bad_duration.status.code(), Some(2));
 
     let no_brokers = run(&["tracker"], &[]);
@@ -247,7 +396,10 @@ fn config_errors_are_one_line_and_exit_2() {
     assert!(String::from_utf8_lossy(&no_brokers.stderr).contains("--kafka-brokers"));
 
     // META_APP_SECRET is read too: the error is now about the verify token.
-    let from_meta_env = run(&["receiver", "--kafka-brokers", "x"], &[("META_APP_SECRET", "s")]);
+    let from_meta_env = run(
+        &["receiver", "--kafka-brokers", "x"],
+        &[("META_APP_SECRET", "s")],
+    );
     assert_eq!(from_meta_env.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&from_meta_env.stderr).contains("verify token"));
 }
@@ -264,6 +416,9 @@ fn sign_prints_the_header_value() {
         .expect("runs");
     assert!(out.status.success());
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(printed, windowkeeper::signature::sign(b"s3cret", b"{\"a\":1}"));
+    assert_eq!(
+        printed,
+        windowkeeper::signature::sign(b"s3cret", b"{\"a\":1}")
+    );
     assert!(printed.starts_with("sha256=") && printed.len() == 7 + 64);
 }

@@ -24,7 +24,13 @@ fn types_for(events: &[Value], subject: &str, window: &str) -> Vec<String> {
     events
         .iter()
         .filter(|e| e["subject"] == subject && e["data"]["window"] == window)
-        .map(|e| e["type"].as_str().unwrap_or_default().trim_start_matches("whatsapp.window.").to_owned())
+        .map(|e| {
+            e["type"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("whatsapp.window.")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -59,7 +65,11 @@ async fn window_opens_warns_and_closes_on_time() {
     let broker = Broker::start();
     let prefix = unique_prefix("csw");
     let names = topics(&prefix);
-    let mut app = App::spawn(short_args(AppOptions::new("run", &broker.bootstrap(), &prefix)));
+    let mut app = App::spawn(short_args(AppOptions::new(
+        "run",
+        &broker.bootstrap(),
+        &prefix,
+    )));
     app.wait_ready(Duration::from_secs(60)).await;
 
     let sent_at = now();
@@ -69,34 +79,77 @@ async fn window_opens_warns_and_closes_on_time() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(post_signed(&app.webhook_url(), &body).await.status(), 200);
 
-    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(40), |r| {
-        count_closed(r, SHEENA) >= 1
-    });
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(40),
+        |r| count_closed(r, SHEENA) >= 1,
+    );
     let events = events_of(&records);
-    assert_eq!(types_for(&events, SHEENA, "customer_service"), ["opened", "closing", "closed"], "{events:#?}");
+    assert_eq!(
+        types_for(&events, SHEENA, "customer_service"),
+        ["opened", "closing", "closed"],
+        "{events:#?}"
+    );
     let opened = &events[0];
-    assert_eq!(opened["data"]["opened_at"], windowkeeper::domain::UnixSeconds(sent_at).to_rfc3339());
-    assert_eq!(opened["data"]["expires_at"], windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339());
+    assert_eq!(
+        opened["data"]["opened_at"],
+        windowkeeper::domain::UnixSeconds(sent_at).to_rfc3339()
+    );
+    assert_eq!(
+        opened["data"]["expires_at"],
+        windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339()
+    );
     assert_eq!(opened["data"]["wa_id"], "16505551234");
     assert_eq!(opened["data"]["user_id"], "US.13491208655302741918");
-    let closing = events.iter().find(|e| e["type"] == "whatsapp.window.closing").expect("closing");
+    let closing = events
+        .iter()
+        .find(|e| e["type"] == "whatsapp.window.closing")
+        .expect("closing");
     assert_eq!(closing["data"]["lead_seconds"], 2);
-    assert_eq!(closing["time"], windowkeeper::domain::UnixSeconds(sent_at + 4).to_rfc3339());
-    let closed = events.iter().find(|e| e["type"] == "whatsapp.window.closed").expect("closed");
+    assert_eq!(
+        closing["time"],
+        windowkeeper::domain::UnixSeconds(sent_at + 4).to_rfc3339()
+    );
+    let closed = events
+        .iter()
+        .find(|e| e["type"] == "whatsapp.window.closed")
+        .expect("closed");
     assert_eq!(closed["data"]["close_reason"], "expired");
-    assert_eq!(closed["time"], windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339());
+    assert_eq!(
+        closed["time"],
+        windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339()
+    );
     validate_all(&events);
 
     // Stdout of `run` carries every event as one JSON line.
-    let printed: Vec<Value> = app.stdout().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let printed: Vec<Value> = app
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert_eq!(printed.len(), 3, "{}", app.stdout());
 
     // The state topic holds the contact's current state, validated too.
-    let states = read_until(&broker.bootstrap(), &names.state, Duration::from_secs(10), |r| !r.is_empty());
-    let state_events: Vec<Value> = states.iter().filter(|r| r.payload.is_some()).map(Record::json).collect();
+    let states = read_until(
+        &broker.bootstrap(),
+        &names.state,
+        Duration::from_secs(10),
+        |r| !r.is_empty(),
+    );
+    let state_events: Vec<Value> = states
+        .iter()
+        .filter(|r| r.payload.is_some())
+        .map(Record::json)
+        .collect();
     assert!(!state_events.is_empty());
     validate_all(&state_events);
-    assert_eq!(app.proc.terminate(Duration::from_secs(30)), Some(0), "{}", app.stderr());
+    assert_eq!(
+        app.proc.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        app.stderr()
+    );
 }
 
 /// A tracker killed mid-window and restarted after the window's end closes it, once.
@@ -109,30 +162,66 @@ async fn crash_and_restart_closes_exactly_once() {
     receiver.wait_ready(Duration::from_secs(60)).await;
     // Static membership: the restarted instance takes its partitions back at once.
     let instance = |o: AppOptions<'static>| o.arg("--group-instance-id", "tracker-0");
-    let mut tracker = App::spawn(instance(short_args(AppOptions::new("tracker", &broker.bootstrap(), &prefix))));
+    let mut tracker = App::spawn(instance(short_args(AppOptions::new(
+        "tracker",
+        &broker.bootstrap(),
+        &prefix,
+    ))));
     tracker.wait_ready(Duration::from_secs(60)).await;
 
     let body = with_timestamps(&fixture("text-message.json"), now());
-    assert_eq!(post_signed(&receiver.webhook_url(), &body).await.status(), 200);
-    let opened = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(20), |r| !r.is_empty());
+    assert_eq!(
+        post_signed(&receiver.webhook_url(), &body).await.status(),
+        200
+    );
+    let opened = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    );
     assert_eq!(opened.len(), 1, "opened before the crash");
     tracker.proc.kill();
 
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let mut restarted = App::spawn(instance(short_args(AppOptions::new("tracker", &broker.bootstrap(), &prefix))));
+    let mut restarted = App::spawn(instance(short_args(AppOptions::new(
+        "tracker",
+        &broker.bootstrap(),
+        &prefix,
+    ))));
     restarted.wait_ready(Duration::from_secs(60)).await;
-    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(30), |r| {
-        count_closed(r, SHEENA) >= 1
-    });
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |r| count_closed(r, SHEENA) >= 1,
+    );
     // Give a duplicate time to show up, if there were one.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let records = read_all(&broker.bootstrap(), &names.events, Duration::from_secs(3)).into_iter().chain(records).collect::<Vec<_>>();
+    let records = read_all(&broker.bootstrap(), &names.events, Duration::from_secs(3))
+        .into_iter()
+        .chain(records)
+        .collect::<Vec<_>>();
     let events = events_of(&records);
-    let closed: Vec<&Value> = events.iter().filter(|e| e["type"] == "whatsapp.window.closed").collect();
-    let distinct: std::collections::HashSet<&str> = closed.iter().filter_map(|e| e["id"].as_str()).collect();
-    assert_eq!(distinct.len(), 1, "one window, one close: {events:#?}\n{}", restarted.stderr());
+    let closed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "whatsapp.window.closed")
+        .collect();
+    let distinct: std::collections::HashSet<&str> =
+        closed.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(
+        distinct.len(),
+        1,
+        "one window, one close: {events:#?}\n{}",
+        restarted.stderr()
+    );
     // The warning's time passed while the tracker was down and the window is over: skipped.
-    assert!(events.iter().all(|e| e["type"] != "whatsapp.window.closing"), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"] != "whatsapp.window.closing"),
+        "{events:#?}"
+    );
 }
 
 /// Two trackers share the partitions; when one leaves, the other closes its windows, once.
@@ -141,11 +230,18 @@ async fn group_member_leaving_hands_over_without_double_close() {
     let broker = Broker::start();
     let prefix = unique_prefix("group");
     let names = topics(&prefix);
-    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--partitions", "4"));
+    let mut receiver = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
+    );
     receiver.wait_ready(Duration::from_secs(60)).await;
-    let long = |o: AppOptions<'static>| o.arg("--service-window", "12s").arg("--closing-lead", "3s");
-    let mut first = App::spawn(long(AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4")));
-    let mut second = App::spawn(long(AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4")));
+    let long =
+        |o: AppOptions<'static>| o.arg("--service-window", "12s").arg("--closing-lead", "3s");
+    let mut first = App::spawn(long(
+        AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
+    ));
+    let mut second = App::spawn(long(
+        AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
+    ));
     first.wait_ready(Duration::from_secs(60)).await;
     second.wait_ready(Duration::from_secs(60)).await;
     // Let the group settle with both members.
@@ -157,17 +253,42 @@ async fn group_member_leaving_hands_over_without_double_close() {
         let body = format!(
             r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"55","display_phone_number":"1"}},"messages":[{{"id":"wamid.G{customer}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
         );
-        assert_eq!(post_signed(&receiver.webhook_url(), body.as_bytes()).await.status(), 200);
+        assert_eq!(
+            post_signed(&receiver.webhook_url(), body.as_bytes())
+                .await
+                .status(),
+            200
+        );
     }
-    let opened = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(30), |r| r.len() >= 8);
+    let opened = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |r| r.len() >= 8,
+    );
     assert_eq!(opened.len(), 8);
-    assert_eq!(first.proc.terminate(Duration::from_secs(30)), Some(0), "{}", first.stderr());
+    assert_eq!(
+        first.proc.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        first.stderr()
+    );
 
-    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(60), |r| {
-        customers.iter().all(|c| count_closed(r, &format!("55:{c}")) >= 1)
-    });
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(60),
+        |r| {
+            customers
+                .iter()
+                .all(|c| count_closed(r, &format!("55:{c}")) >= 1)
+        },
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let records: Vec<Record> = read_all(&broker.bootstrap(), &names.events, Duration::from_secs(3)).into_iter().chain(records).collect();
+    let records: Vec<Record> = read_all(&broker.bootstrap(), &names.events, Duration::from_secs(3))
+        .into_iter()
+        .chain(records)
+        .collect();
     for customer in &customers {
         let subject = format!("55:{customer}");
         let ids: std::collections::HashSet<String> = events_of(&records)
@@ -196,43 +317,87 @@ async fn meta_correction_and_free_entry_point() {
     app.wait_ready(Duration::from_secs(60)).await;
     let at = now();
     assert_eq!(
-        post_signed(&app.webhook_url(), &with_timestamps(&fixture("text-message.json"), at)).await.status(),
+        post_signed(
+            &app.webhook_url(),
+            &with_timestamps(&fixture("text-message.json"), at)
+        )
+        .await
+        .status(),
         200
     );
-    read_until(&broker.bootstrap(), &names.events, Duration::from_secs(20), |r| !r.is_empty());
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    );
     // Give the phone-number alias a moment to be in place, then the failed status arrives.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        post_signed(&app.webhook_url(), &with_timestamps(&fixture("failed-131047-status.json"), at + 1)).await.status(),
+        post_signed(
+            &app.webhook_url(),
+            &with_timestamps(&fixture("failed-131047-status.json"), at + 1)
+        )
+        .await
+        .status(),
         200
     );
     // Referral message then the business's reply: a free entry point window opens.
     assert_eq!(
-        post_signed(&app.webhook_url(), &with_timestamps(&fixture("ctwa-referral-message.json"), at)).await.status(),
+        post_signed(
+            &app.webhook_url(),
+            &with_timestamps(&fixture("ctwa-referral-message.json"), at)
+        )
+        .await
+        .status(),
         200
     );
-    let reply = String::from_utf8(with_timestamps(&fixture("fep-reply-sent-status.json"), at + 2))
-        .expect("utf8")
-        .replace("\"expiration_timestamp\": \"1795509800\"", &format!("\"expiration_timestamp\": \"{}\"", at + 2 + 90));
-    assert_eq!(post_signed(&app.webhook_url(), reply.as_bytes()).await.status(), 200);
+    let reply = String::from_utf8(with_timestamps(
+        &fixture("fep-reply-sent-status.json"),
+        at + 2,
+    ))
+    .expect("utf8")
+    .replace(
+        "\"expiration_timestamp\": \"1795509800\"",
+        &format!("\"expiration_timestamp\": \"{}\"", at + 2 + 90),
+    );
+    assert_eq!(
+        post_signed(&app.webhook_url(), reply.as_bytes())
+            .await
+            .status(),
+        200
+    );
 
     let ravi = "106540352242922:IN.884422117733";
-    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(30), |r| {
-        count_closed(r, SHEENA) >= 1
-            && events_of(r).iter().any(|e| e["subject"] == ravi && e["data"]["window"] == "free_entry_point")
-    });
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |r| {
+            count_closed(r, SHEENA) >= 1
+                && events_of(r)
+                    .iter()
+                    .any(|e| e["subject"] == ravi && e["data"]["window"] == "free_entry_point")
+        },
+    );
     let events = events_of(&records);
     let closed = events
         .iter()
         .find(|e| e["subject"] == SHEENA && e["type"] == "whatsapp.window.closed")
         .expect("closed by Meta");
-    assert_eq!(closed["data"]["close_reason"], "meta_reported", "{events:#?}");
+    assert_eq!(
+        closed["data"]["close_reason"], "meta_reported",
+        "{events:#?}"
+    );
     let fep = events
         .iter()
         .find(|e| e["subject"] == ravi && e["data"]["window"] == "free_entry_point")
         .expect("fep opened");
     assert_eq!(fep["type"], "whatsapp.window.opened");
-    assert_eq!(fep["data"]["expires_at"], windowkeeper::domain::UnixSeconds(at + 92).to_rfc3339());
+    assert_eq!(
+        fep["data"]["expires_at"],
+        windowkeeper::domain::UnixSeconds(at + 92).to_rfc3339()
+    );
     validate_all(&events);
 }
 
@@ -243,27 +408,57 @@ async fn user_id_change_moves_the_window() {
     let prefix = unique_prefix("move");
     let names = topics(&prefix);
     let mut app = App::spawn(
-        AppOptions::new("run", &broker.bootstrap(), &prefix).arg("--service-window", "8s").arg("--closing-lead", "2s"),
+        AppOptions::new("run", &broker.bootstrap(), &prefix)
+            .arg("--service-window", "8s")
+            .arg("--closing-lead", "2s"),
     );
     app.wait_ready(Duration::from_secs(60)).await;
     let at = now();
     assert_eq!(
-        post_signed(&app.webhook_url(), &with_timestamps(&fixture("text-message.json"), at)).await.status(),
+        post_signed(
+            &app.webhook_url(),
+            &with_timestamps(&fixture("text-message.json"), at)
+        )
+        .await
+        .status(),
         200
     );
-    read_until(&broker.bootstrap(), &names.events, Duration::from_secs(20), |r| !r.is_empty());
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    );
     assert_eq!(
-        post_signed(&app.webhook_url(), &with_timestamps(&fixture("user-id-update.json"), at + 1)).await.status(),
+        post_signed(
+            &app.webhook_url(),
+            &with_timestamps(&fixture("user-id-update.json"), at + 1)
+        )
+        .await
+        .status(),
         200
     );
     let new_key = "106540352242922:US.99887766554433221100";
-    let records = read_until(&broker.bootstrap(), &names.events, Duration::from_secs(40), |r| {
-        count_closed(r, new_key) >= 1 || count_closed(r, SHEENA) >= 1
-    });
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(40),
+        |r| count_closed(r, new_key) >= 1 || count_closed(r, SHEENA) >= 1,
+    );
     let events = events_of(&records);
-    assert_eq!(count_closed(&records, SHEENA), 0, "the old id's window moved: {events:#?}");
+    assert_eq!(
+        count_closed(&records, SHEENA),
+        0,
+        "the old id's window moved: {events:#?}"
+    );
     assert_eq!(count_closed(&records, new_key), 1, "{events:#?}");
-    let closed = events.iter().find(|e| e["type"] == "whatsapp.window.closed").expect("closed");
+    let closed = events
+        .iter()
+        .find(|e| e["type"] == "whatsapp.window.closed")
+        .expect("closed");
     assert_eq!(closed["data"]["user_id"], "US.99887766554433221100");
-    assert_eq!(closed["data"]["opened_at"], windowkeeper::domain::UnixSeconds(at).to_rfc3339());
+    assert_eq!(
+        closed["data"]["opened_at"],
+        windowkeeper::domain::UnixSeconds(at).to_rfc3339()
+    );
 }

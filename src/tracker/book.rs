@@ -55,7 +55,11 @@ pub struct Book {
 
 impl Book {
     pub fn new(cfg: WindowConfig) -> Self {
-        Self { cfg, partitions: HashMap::new(), timers: BinaryHeap::new() }
+        Self {
+            cfg,
+            partitions: HashMap::new(),
+            timers: BinaryHeap::new(),
+        }
     }
 
     pub fn config(&self) -> &WindowConfig {
@@ -89,8 +93,18 @@ impl Book {
     pub fn open_windows(&self) -> (i64, i64) {
         let mut counts = (0, 0);
         for contact in self.partitions.values().flat_map(|p| p.contacts.values()) {
-            counts.0 += i64::from(contact.windows.customer_service().is_some_and(|v| v.is_open()));
-            counts.1 += i64::from(contact.windows.free_entry_point().is_some_and(|v| v.is_open()));
+            counts.0 += i64::from(
+                contact
+                    .windows
+                    .customer_service()
+                    .is_some_and(|v| v.is_open()),
+            );
+            counts.1 += i64::from(
+                contact
+                    .windows
+                    .free_entry_point()
+                    .is_some_and(|v| v.is_open()),
+            );
         }
         counts
     }
@@ -129,7 +143,10 @@ impl Book {
         now: UnixSeconds,
         out: &mut Outbox,
     ) {
-        let alias_target = self.contact(partition, key).and_then(|c| c.alias_target(now)).cloned();
+        let alias_target = self
+            .contact(partition, key)
+            .and_then(|c| c.alias_target(now))
+            .cloned();
         // Only an aliased key needs the original again, to pass it on untouched.
         let original = alias_target.as_ref().map(|_| value.clone());
         match decode(value, &self.cfg) {
@@ -151,9 +168,10 @@ impl Book {
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.windows.apply(&input, arrival, &cfg, events);
                     contact.windows.tick(now, &cfg, events);
-                    let opened = events
-                        .iter()
-                        .any(|e| matches!(e.event, EventType::Opened) && e.window == WindowKind::CustomerService);
+                    let opened = events.iter().any(|e| {
+                        matches!(e.event, EventType::Opened)
+                            && e.window == WindowKind::CustomerService
+                    });
                     remember_phone_number(contact, key, wa_id, opened, now, routed);
                 });
             }
@@ -161,7 +179,8 @@ impl Book {
                 if &to == key {
                     return;
                 }
-                let cfg_until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
+                let cfg_until =
+                    now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
                 let partition_map = self.partitions.entry(partition).or_default();
                 let previous = partition_map.contacts.remove(key).unwrap_or_default();
                 let moved = MovedState {
@@ -170,10 +189,16 @@ impl Book {
                     wa_id: wa_id.or(previous.wa_id),
                 };
                 let id = format!("{}:moved:{}", key.as_str(), to.as_str());
-                out.routed.push((to.clone(), routing_record(&to, TYPE_MOVED, &id, now, &moved)));
+                out.routed.push((
+                    to.clone(),
+                    routing_record(&to, TYPE_MOVED, &id, now, &moved),
+                ));
                 // Stragglers still addressed to the old id (reordered messages, statuses) follow.
                 let stub = Contact {
-                    alias: Some(Alias { target: to, until: cfg_until }),
+                    alias: Some(Alias {
+                        target: to,
+                        until: cfg_until,
+                    }),
                     ..Contact::default()
                 };
                 self.store(partition, key, stub, now, out);
@@ -191,16 +216,27 @@ impl Book {
                 if &target == key {
                     return;
                 }
-                let until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
+                let until =
+                    now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
                 let partition_map = self.partitions.entry(partition).or_default();
                 let previous = partition_map.contacts.remove(key).unwrap_or_default();
                 // Windows kept under the phone number before a BSUID was known join the BSUID's.
                 if !previous.windows.is_forgettable(now, &self.cfg) {
-                    let moved = MovedState { from: key.clone(), windows: previous.windows, wa_id: None };
+                    let moved = MovedState {
+                        from: key.clone(),
+                        windows: previous.windows,
+                        wa_id: None,
+                    };
                     let id = format!("{}:moved:{}", key.as_str(), target.as_str());
-                    out.routed.push((target.clone(), routing_record(&target, TYPE_MOVED, &id, now, &moved)));
+                    out.routed.push((
+                        target.clone(),
+                        routing_record(&target, TYPE_MOVED, &id, now, &moved),
+                    ));
                 }
-                let stub = Contact { alias: Some(Alias { target, until }), ..Contact::default() };
+                let stub = Contact {
+                    alias: Some(Alias { target, until }),
+                    ..Contact::default()
+                };
                 self.store(partition, key, stub, now, out);
             }
         }
@@ -229,11 +265,22 @@ impl Book {
         if contact != before {
             self.store(partition, key, contact, now, out);
         } else if contact != Contact::default() {
-            self.partitions.entry(partition).or_default().contacts.insert(key.clone(), contact);
+            self.partitions
+                .entry(partition)
+                .or_default()
+                .contacts
+                .insert(key.clone(), contact);
         }
     }
 
-    fn push_events(&self, key: &ContactKey, contact: &Contact, events: &[WindowEvent], now: UnixSeconds, out: &mut Outbox) {
+    fn push_events(
+        &self,
+        key: &ContactKey,
+        contact: &Contact,
+        events: &[WindowEvent],
+        now: UnixSeconds,
+        out: &mut Outbox,
+    ) {
         for event in events {
             let due = match event.event {
                 EventType::Opened => None,
@@ -251,7 +298,14 @@ impl Book {
     }
 
     /// Keeps (or forgets) a contact, writes its state record or tombstone, and arms its timer.
-    fn store(&mut self, partition: i32, key: &ContactKey, contact: Contact, now: UnixSeconds, out: &mut Outbox) {
+    fn store(
+        &mut self,
+        partition: i32,
+        key: &ContactKey,
+        contact: Contact,
+        now: UnixSeconds,
+        out: &mut Outbox,
+    ) {
         let forgettable =
             contact.windows.is_forgettable(now, &self.cfg) && contact.alias_target(now).is_none();
         let contacts = &mut self.partitions.entry(partition).or_default().contacts;
@@ -260,7 +314,11 @@ impl Book {
             out.states.push((partition, key.clone(), None));
             return;
         }
-        out.states.push((partition, key.clone(), Some(state_record(key, &contact, now))));
+        out.states.push((
+            partition,
+            key.clone(),
+            Some(state_record(key, &contact, now)),
+        ));
         if let Some(at) = next_deadline(&contact, &self.cfg) {
             self.timers.push(Reverse((at, partition, key.clone())));
         }
@@ -273,8 +331,12 @@ impl Book {
             if *at > now {
                 break;
             }
-            let Some(Reverse((at, partition, key))) = self.timers.pop() else { break };
-            let Some(contact) = self.contact(partition, &key) else { continue };
+            let Some(Reverse((at, partition, key))) = self.timers.pop() else {
+                break;
+            };
+            let Some(contact) = self.contact(partition, &key) else {
+                continue;
+            };
             // A stale entry: the contact's deadline moved since this was armed.
             if next_deadline(contact, &self.cfg) != Some(at) {
                 continue;
@@ -309,7 +371,9 @@ fn remember_phone_number(
     now: UnixSeconds,
     routed: &mut Vec<(ContactKey, Vec<u8>)>,
 ) {
-    let Some((pnid, customer)) = key.as_str().split_once(':') else { return };
+    let Some((pnid, customer)) = key.as_str().split_once(':') else {
+        return;
+    };
     if !customer.contains('.') {
         return;
     }
@@ -322,7 +386,15 @@ fn remember_phone_number(
     let id = format!("{}:alias:{}:{}", alias_key.as_str(), key.as_str(), now.0);
     routed.push((
         alias_key.clone(),
-        routing_record(&alias_key, TYPE_ALIAS, &id, now, AliasData { target: key.clone() }),
+        routing_record(
+            &alias_key,
+            TYPE_ALIAS,
+            &id,
+            now,
+            AliasData {
+                target: key.clone(),
+            },
+        ),
     ));
     contact.wa_id = Some(wa_id);
 }
@@ -330,8 +402,14 @@ fn remember_phone_number(
 fn forward(target: &ContactKey, event: Value, hops: u8, now: UnixSeconds, out: &mut Outbox) {
     let id_source = serde_json::to_string(&event).unwrap_or_default();
     let id = format!("{}:forwarded:{}", target.as_str(), short_hash(&id_source));
-    let data = ForwardedData { hops: hops.saturating_add(1), event };
-    out.routed.push((target.clone(), routing_record(target, TYPE_FORWARDED, &id, now, data)));
+    let data = ForwardedData {
+        hops: hops.saturating_add(1),
+        event,
+    };
+    out.routed.push((
+        target.clone(),
+        routing_record(target, TYPE_FORWARDED, &id, now, data),
+    ));
 }
 
 fn short_hash(text: &str) -> String {

@@ -84,14 +84,20 @@ pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
         return TrackerInput::Ignored;
     };
     match envelope.event_type.as_str() {
-        TYPE_MOVED => serde_json::from_value(envelope.data).map_or(TrackerInput::Ignored, TrackerInput::Moved),
+        TYPE_MOVED => {
+            serde_json::from_value(envelope.data).map_or(TrackerInput::Ignored, TrackerInput::Moved)
+        }
         TYPE_ALIAS => serde_json::from_value::<AliasData>(envelope.data)
-            .map_or(TrackerInput::Ignored, |a| TrackerInput::Alias { target: a.target }),
-        TYPE_FORWARDED => serde_json::from_value::<ForwardedData>(envelope.data)
-            .map_or(TrackerInput::Ignored, |f| TrackerInput::Forwarded {
+            .map_or(TrackerInput::Ignored, |a| TrackerInput::Alias {
+                target: a.target,
+            }),
+        TYPE_FORWARDED => serde_json::from_value::<ForwardedData>(envelope.data).map_or(
+            TrackerInput::Ignored,
+            |f| TrackerInput::Forwarded {
                 event: Box::new(f.event),
                 hops: f.hops,
-            }),
+            },
+        ),
         inbound => {
             let data: Data = serde_json::from_value(envelope.data).unwrap_or_default();
             decode_inbound(inbound, data, cfg)
@@ -107,7 +113,9 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
     };
     match event_type {
         "whatsapp.message.received" => {
-            let Some(message) = data.message else { return TrackerInput::Ignored };
+            let Some(message) = data.message else {
+                return TrackerInput::Ignored;
+            };
             if let Some(new_user_id) = changed_user_id(&message) {
                 return moved_to(data.phone_number_id.as_deref(), new_user_id, wa_id);
             }
@@ -129,7 +137,11 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
                         .and_then(|u| u.get("wa_id"))
                         .and_then(Value::as_str)
                         .map(WaId::new);
-                    moved_to(data.phone_number_id.as_deref(), current, update_wa_id.or(wa_id))
+                    moved_to(
+                        data.phone_number_id.as_deref(),
+                        current,
+                        update_wa_id.or(wa_id),
+                    )
                 }
                 None => TrackerInput::Ignored,
             }
@@ -166,7 +178,10 @@ fn changed_user_id(message: &Value) -> Option<&str> {
 }
 
 fn customer_message(message: &Value, cfg: &WindowConfig) -> Option<Input> {
-    let message_type = message.get("type").and_then(Value::as_str).unwrap_or("unknown");
+    let message_type = message
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
     if !message_opens_window(message_type, cfg) {
         return None;
     }
@@ -180,24 +195,36 @@ fn customer_message(message: &Value, cfg: &WindowConfig) -> Option<Input> {
 /// A call the customer placed opens the window, answered or not.
 fn user_call(call: &Value) -> Option<Input> {
     let direction = call.get("direction").and_then(Value::as_str)?;
-    let event = call.get("event").and_then(Value::as_str).unwrap_or("connect");
+    let event = call
+        .get("event")
+        .and_then(Value::as_str)
+        .unwrap_or("connect");
     // `terminate` of the same call repeats it; only its start counts.
     if !direction.eq_ignore_ascii_case("USER_INITIATED") || event == "terminate" {
         return None;
     }
-    Some(Input::CustomerMessage { id: item_id(call)?, at: timestamp(call)?, referral: false })
+    Some(Input::CustomerMessage {
+        id: item_id(call)?,
+        at: timestamp(call)?,
+        referral: false,
+    })
 }
 
 fn business_status(status: &Value) -> Option<Input> {
     let at = timestamp(status)?;
     match status.get("status").and_then(Value::as_str)? {
         "sent" => {
-            let free_entry = status.pointer("/pricing/type").and_then(Value::as_str) == Some("free_entry_point");
+            let free_entry =
+                status.pointer("/pricing/type").and_then(Value::as_str) == Some("free_entry_point");
             let fep_expires_at = free_entry
                 .then(|| status.pointer("/conversation/expiration_timestamp"))
                 .flatten()
                 .and_then(UnixSeconds::parse_meta);
-            Some(Input::BusinessSent { id: item_id(status)?, at, fep_expires_at })
+            Some(Input::BusinessSent {
+                id: item_id(status)?,
+                at,
+                fep_expires_at,
+            })
         }
         "failed" => {
             let codes = status.get("errors").and_then(Value::as_array)?;
@@ -240,7 +267,14 @@ mod tests {
         );
         assert!(matches!(
             input,
-            TrackerInput::Rules { input: Input::CustomerMessage { at: UnixSeconds(100), referral: false, .. }, .. }
+            TrackerInput::Rules {
+                input: Input::CustomerMessage {
+                    at: UnixSeconds(100),
+                    referral: false,
+                    ..
+                },
+                ..
+            }
         ));
     }
 
@@ -248,7 +282,10 @@ mod tests {
     fn reaction_and_system_are_not_openers() {
         for t in ["reaction", "system", "revoke"] {
             let input = decode(
-                event("whatsapp.message.received", json!({"message": {"id": "m", "timestamp": "1", "type": t}})),
+                event(
+                    "whatsapp.message.received",
+                    json!({"message": {"id": "m", "timestamp": "1", "type": t}}),
+                ),
                 &cfg(),
             );
             assert!(matches!(input, TrackerInput::Ignored), "{t}");
@@ -266,7 +303,13 @@ mod tests {
                 &cfg(),
             )
         };
-        assert!(matches!(failed(131_047), TrackerInput::Rules { input: Input::ReEngagementFailed { .. }, .. }));
+        assert!(matches!(
+            failed(131_047),
+            TrackerInput::Rules {
+                input: Input::ReEngagementFailed { .. },
+                ..
+            }
+        ));
         assert!(matches!(failed(131_026), TrackerInput::Ignored));
     }
 
@@ -283,7 +326,13 @@ mod tests {
         );
         assert!(matches!(
             input,
-            TrackerInput::Rules { input: Input::BusinessSent { fep_expires_at: Some(UnixSeconds(99)), .. }, .. }
+            TrackerInput::Rules {
+                input: Input::BusinessSent {
+                    fep_expires_at: Some(UnixSeconds(99)),
+                    ..
+                },
+                ..
+            }
         ));
     }
 
@@ -296,7 +345,9 @@ mod tests {
             ),
             &cfg(),
         );
-        let TrackerInput::UserIdChanged { to, .. } = input else { panic!("move") };
+        let TrackerInput::UserIdChanged { to, .. } = input else {
+            panic!("move")
+        };
         assert_eq!(to.as_str(), "7:US.2");
         let input = decode(
             event(
@@ -306,13 +357,18 @@ mod tests {
             ),
             &cfg(),
         );
-        let TrackerInput::UserIdChanged { to, .. } = input else { panic!("move") };
+        let TrackerInput::UserIdChanged { to, .. } = input else {
+            panic!("move")
+        };
         assert_eq!(to.as_str(), "7:US.3");
     }
 
     #[test]
     fn business_initiated_calls_and_call_ends_open_nothing() {
-        for (direction, ev) in [("BUSINESS_INITIATED", "connect"), ("USER_INITIATED", "terminate")] {
+        for (direction, ev) in [
+            ("BUSINESS_INITIATED", "connect"),
+            ("USER_INITIATED", "terminate"),
+        ] {
             let input = decode(
                 event(
                     "whatsapp.call.received",

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -127,7 +129,10 @@ impl Tracker {
         print_events: bool,
     ) -> Result<Self, TrackerError> {
         let (sender, rebalances) = mpsc::channel();
-        let context = RebalanceContext { topic: kafka.topics.inbound.clone(), events: Mutex::new(sender) };
+        let context = RebalanceContext {
+            topic: kafka.topics.inbound.clone(),
+            events: Mutex::new(sender),
+        };
         let mut config = crate::kafka::base_config(&kafka.brokers);
         if let Some(instance) = &settings.group_instance_id {
             config.set("group.instance.id", instance);
@@ -167,7 +172,10 @@ impl Tracker {
         let topic = self.kafka.topics.inbound.clone();
         self.consumer
             .subscribe(&[&topic])
-            .map_err(|source| TrackerError::Subscribe { topic: topic.clone(), source })?;
+            .map_err(|source| TrackerError::Subscribe {
+                topic: topic.clone(),
+                source,
+            })?;
         tracing::info!(topic, "tracker subscribed");
         let mut batch = Vec::new();
         loop {
@@ -186,16 +194,23 @@ impl Tracker {
             let now = UnixSeconds::now();
             for record in batch.drain(..) {
                 // Fetched before a rebalance: its partition's new owner handles it.
-                if record.generation != self.generation || !self.assigned.contains(&record.partition) {
+                if record.generation != self.generation
+                    || !self.assigned.contains(&record.partition)
+                {
                     continue;
                 }
                 offsets.insert(record.partition, record.offset + 1);
                 if let Some(arrival) = record.arrival {
-                    self.metrics.input_lag.set((now.0 - arrival.0).max(0) as f64);
+                    self.metrics
+                        .input_lag
+                        .set((now.0 - arrival.0).max(0) as f64);
                 }
-                let (Some(key), Some(value)) = (record.key, record.value) else { continue };
+                let (Some(key), Some(value)) = (record.key, record.value) else {
+                    continue;
+                };
                 let arrival = record.arrival.unwrap_or(now).min(now);
-                self.book.apply_record(record.partition, &key, value, arrival, now, &mut outbox);
+                self.book
+                    .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
             self.book.tick(now, &mut outbox);
             if self.write(outbox, &stop).await {
@@ -228,7 +243,12 @@ impl Tracker {
             last.generation = self.generation;
         }
         while batch.len() < MAX_BATCH {
-            let Some(next) = self.consumer.recv().now_or_never().map(|r| r.map(|m| detach(&m, 0))) else {
+            let Some(next) = self
+                .consumer
+                .recv()
+                .now_or_never()
+                .map(|r| r.map(|m| detach(&m, 0)))
+            else {
                 break;
             };
             self.drain_rebalance_news();
@@ -282,7 +302,11 @@ impl Tracker {
     }
 
     async fn restore(&mut self, partitions: &[i32]) -> Result<(), TrackerError> {
-        let missing: Vec<i32> = partitions.iter().copied().filter(|p| !self.book.has_partition(*p)).collect();
+        let missing: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !self.book.has_partition(*p))
+            .collect();
         let started = Instant::now();
         let brokers = self.kafka.brokers.clone();
         let topic = self.kafka.topics.window_state.clone();
@@ -299,7 +323,12 @@ impl Tracker {
         }
         let elapsed = started.elapsed();
         self.metrics.restore_duration.observe(elapsed.as_secs_f64());
-        tracing::info!(?partitions, contacts, elapsed_ms = elapsed.as_millis() as u64, "state restored");
+        tracing::info!(
+            ?partitions,
+            contacts,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "state restored"
+        );
         self.restored.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -310,7 +339,9 @@ impl Tracker {
         match self.book.next_timer() {
             Some(at) => {
                 let due = UNIX_EPOCH + Duration::from_secs(at.0.max(0) as u64);
-                due.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(cap)
+                due.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+                    .min(cap)
             }
             None => cap,
         }
@@ -324,7 +355,8 @@ impl Tracker {
             return true;
         }
         let topics = &self.kafka.topics;
-        let mut first: Vec<OutboundRecord<'_>> = Vec::with_capacity(outbox.routed.len() + outbox.events.len());
+        let mut first: Vec<OutboundRecord<'_>> =
+            Vec::with_capacity(outbox.routed.len() + outbox.events.len());
         for (key, payload) in &outbox.routed {
             first.push(OutboundRecord {
                 topic: &topics.inbound,
@@ -350,7 +382,9 @@ impl Tracker {
         for event in &outbox.events {
             self.metrics.window_event(event.type_name);
             if let Some(due) = event.due {
-                self.metrics.timer_lateness.observe((now - due.0 as f64).max(0.0));
+                self.metrics
+                    .timer_lateness
+                    .observe((now - due.0 as f64).max(0.0));
             }
             if self.print_events {
                 println!("{}", String::from_utf8_lossy(&event.payload));
@@ -364,7 +398,11 @@ impl Tracker {
                 key: Some(key.as_str()),
                 payload: value.as_deref().unwrap_or_default(),
                 partition: Some(*partition),
-                headers: if value.is_some() { CLOUDEVENT_HEADERS } else { &[] },
+                headers: if value.is_some() {
+                    CLOUDEVENT_HEADERS
+                } else {
+                    &[]
+                },
             })
             .collect();
         publish_until_acknowledged(&self.publisher, &states, &self.metrics, stop).await
@@ -377,7 +415,11 @@ impl Tracker {
         let mut list = TopicPartitionList::new();
         for (partition, offset) in offsets {
             if list
-                .add_partition_offset(&self.kafka.topics.inbound, *partition, Offset::Offset(*offset))
+                .add_partition_offset(
+                    &self.kafka.topics.inbound,
+                    *partition,
+                    Offset::Offset(*offset),
+                )
                 .is_err()
             {
                 return;
@@ -396,9 +438,21 @@ impl Tracker {
         }
         self.last_gauges = Instant::now();
         let (service, free_entry) = self.book.open_windows();
-        self.metrics.open_windows.get_or_create(&crate::metrics::WindowLabels { window: "customer_service" }).set(service);
-        self.metrics.open_windows.get_or_create(&crate::metrics::WindowLabels { window: "free_entry_point" }).set(free_entry);
-        self.metrics.tracked_contacts.set(self.book.contact_count() as i64);
+        self.metrics
+            .open_windows
+            .get_or_create(&crate::metrics::WindowLabels {
+                window: "customer_service",
+            })
+            .set(service);
+        self.metrics
+            .open_windows
+            .get_or_create(&crate::metrics::WindowLabels {
+                window: "free_entry_point",
+            })
+            .set(free_entry);
+        self.metrics
+            .tracked_contacts
+            .set(self.book.contact_count() as i64);
     }
 }
 
@@ -406,9 +460,16 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>, generation: u64) -> I
     Inbound {
         partition: message.partition(),
         offset: message.offset(),
-        key: message.key().map(|k| ContactKey::from_raw(&String::from_utf8_lossy(k))),
-        value: message.payload().and_then(|p| serde_json::from_slice(p).ok()),
-        arrival: message.timestamp().to_millis().map(|ms| UnixSeconds(ms.div_euclid(1000))),
+        key: message
+            .key()
+            .map(|k| ContactKey::from_raw(&String::from_utf8_lossy(k))),
+        value: message
+            .payload()
+            .and_then(|p| serde_json::from_slice(p).ok()),
+        arrival: message
+            .timestamp()
+            .to_millis()
+            .map(|ms| UnixSeconds(ms.div_euclid(1000))),
         generation,
     }
 }
@@ -442,5 +503,8 @@ async fn publish_until_acknowledged(
 }
 
 fn epoch_seconds_f64() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }

@@ -62,8 +62,12 @@ pub fn event_time(event: &WindowEvent, now: UnixSeconds) -> UnixSeconds {
     match event.event {
         EventType::Opened => event.opened_at,
         EventType::Closing { lead_secs } => event.expires_at.minus(lead_secs),
-        EventType::Closed { reason: CloseReason::Expired } => event.expires_at,
-        EventType::Closed { reason: CloseReason::MetaReported } => now,
+        EventType::Closed {
+            reason: CloseReason::Expired,
+        } => event.expires_at,
+        EventType::Closed {
+            reason: CloseReason::MetaReported,
+        } => now,
     }
 }
 
@@ -72,7 +76,12 @@ pub fn window_event_id(key: &ContactKey, event: &WindowEvent) -> String {
     format!("{}:{}", key.as_str(), event.id_suffix())
 }
 
-pub fn window_event(key: &ContactKey, wa_id: Option<&WaId>, event: &WindowEvent, now: UnixSeconds) -> Vec<u8> {
+pub fn window_event(
+    key: &ContactKey,
+    wa_id: Option<&WaId>,
+    event: &WindowEvent,
+    now: UnixSeconds,
+) -> Vec<u8> {
     let parts = key_parts(key, wa_id);
     let data = WindowEventData {
         phone_number_id: parts.phone_number_id,
@@ -124,7 +133,10 @@ pub struct Alias {
 
 impl Contact {
     pub fn alias_target(&self, now: UnixSeconds) -> Option<&ContactKey> {
-        self.alias.as_ref().filter(|a| a.until > now).map(|a| &a.target)
+        self.alias
+            .as_ref()
+            .filter(|a| a.until > now)
+            .map(|a| &a.target)
     }
 }
 
@@ -181,17 +193,39 @@ pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Ve
         tracker: contact,
     };
     let id = format!("{}:state:{}", key.as_str(), now.0);
-    serialize(&CloudEvent::new(id.as_str(), TRACKER_SOURCE, TYPE_STATE, key.as_str(), Some(now), data))
+    serialize(&CloudEvent::new(
+        id.as_str(),
+        TRACKER_SOURCE,
+        TYPE_STATE,
+        key.as_str(),
+        Some(now),
+        data,
+    ))
 }
 
 /// Reads back a state record; `None` for anything that is not one (it is skipped).
 pub fn read_state_record(value: &[u8]) -> Option<Contact> {
-    CloudEvent::<StateViewIn>::from_slice(value).ok().map(|e| e.data.tracker)
+    CloudEvent::<StateViewIn>::from_slice(value)
+        .ok()
+        .map(|e| e.data.tracker)
 }
 
 /// A record the tracker routes to another key through the inbound topic.
-pub fn routing_record<T: Serialize>(key: &ContactKey, event_type: &str, id: &str, now: UnixSeconds, data: T) -> Vec<u8> {
-    serialize(&CloudEvent::new(id, TRACKER_SOURCE, event_type, key.as_str(), Some(now), data))
+pub fn routing_record<T: Serialize>(
+    key: &ContactKey,
+    event_type: &str,
+    id: &str,
+    now: UnixSeconds,
+    data: T,
+) -> Vec<u8> {
+    serialize(&CloudEvent::new(
+        id,
+        TRACKER_SOURCE,
+        event_type,
+        key.as_str(),
+        Some(now),
+        data,
+    ))
 }
 
 fn serialize<T: Serialize>(event: &CloudEvent<'_, T>) -> Vec<u8> {

@@ -18,7 +18,11 @@ pub enum RestoreError {
     #[error("cannot read state topic {topic}: {source}")]
     Kafka { topic: String, source: KafkaError },
     #[error("state topic {topic} partition {partition} did not reach its end within {waited:?}")]
-    Stalled { topic: String, partition: i32, waited: Duration },
+    Stalled {
+        topic: String,
+        partition: i32,
+        waited: Duration,
+    },
 }
 
 pub type Restored = HashMap<i32, HashMap<ContactKey, Contact>>;
@@ -31,7 +35,10 @@ pub fn read_partitions(
     partitions: &[i32],
     deadline: Duration,
 ) -> Result<Restored, RestoreError> {
-    let kafka = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
+    let kafka = |source| RestoreError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
     let consumer: BaseConsumer = base_config(brokers)
         .set("group.id", "windowkeeper-restore")
         .set("enable.auto.commit", "false")
@@ -49,7 +56,9 @@ pub fn read_partitions(
             .map_err(kafka)?;
         if high > low {
             ends.insert(partition, high);
-            assignment.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka)?;
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(kafka)?;
         }
     }
     if ends.is_empty() {
@@ -60,9 +69,15 @@ pub fn read_partitions(
     while !ends.is_empty() {
         if started.elapsed() > deadline {
             let partition = ends.keys().next().copied().unwrap_or_default();
-            return Err(RestoreError::Stalled { topic: topic.to_owned(), partition, waited: deadline });
+            return Err(RestoreError::Stalled {
+                topic: topic.to_owned(),
+                partition,
+                waited: deadline,
+            });
         }
-        let Some(result) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let Some(result) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let message = result.map_err(kafka)?;
         let partition = message.partition();
         if let (Some(key), Some(contacts)) = (message.key(), restored.get_mut(&partition)) {
@@ -76,11 +91,16 @@ pub fn read_partitions(
                         contacts.insert(key, contact);
                     }
                     // Keep what we had: an unreadable record must not erase a contact.
-                    None => tracing::warn!(contact = %key, partition, "skipping unreadable state record"),
+                    None => {
+                        tracing::warn!(contact = %key, partition, "skipping unreadable state record")
+                    }
                 },
             }
         }
-        if ends.get(&partition).is_some_and(|end| message.offset() + 1 >= *end) {
+        if ends
+            .get(&partition)
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
             ends.remove(&partition);
         }
     }

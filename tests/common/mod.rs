@@ -59,7 +59,10 @@ impl Proc {
     /// SIGTERM, then wait for a clean exit; returns the exit code.
     pub fn terminate(&mut self, within: Duration) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -73,7 +76,9 @@ impl Proc {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -108,7 +113,13 @@ impl Broker {
         let port = free_port();
         let storage = "memory://tansu/".to_owned();
         let proc = spawn_tansu(port, &storage, None);
-        Self { port, storage, workdir: None, proc, _dir: None }
+        Self {
+            port,
+            storage,
+            workdir: None,
+            proc,
+            _dir: None,
+        }
     }
 
     /// A Tansu broker on SQLite, which keeps its data across its own restart.
@@ -119,7 +130,13 @@ impl Broker {
         let storage = "sqlite://tansu.db".to_owned();
         let workdir = Some(dir.path().to_path_buf());
         let proc = spawn_tansu(port, &storage, workdir.as_deref());
-        Self { port, storage, workdir, proc, _dir: Some(dir) }
+        Self {
+            port,
+            storage,
+            workdir,
+            proc,
+            _dir: Some(dir),
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -144,16 +161,39 @@ fn spawn_tansu(port: u16, storage: &str, workdir: Option<&Path>) -> Proc {
     if let Some(dir) = workdir {
         command.current_dir(dir);
     }
-    command.env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()));
+    command.env(
+        "RUST_LOG",
+        std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     let child = command
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            storage,
+        ])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log handle"))
         .stderr(log_file)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start tansu ({}): {e}; run .ci/run or install it", tansu_binary().display()));
-    let proc = Proc { child: Some(child), name: "tansu".into() };
-    assert!(wait_for_port(port, Duration::from_secs(30)), "tansu did not listen on {port}; see {}", log.display());
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start tansu ({}): {e}; run .ci/run or install it",
+                tansu_binary().display()
+            )
+        });
+    let proc = Proc {
+        child: Some(child),
+        name: "tansu".into(),
+    };
+    assert!(
+        wait_for_port(port, Duration::from_secs(30)),
+        "tansu did not listen on {port}; see {}",
+        log.display()
+    );
     proc
 }
 
@@ -255,7 +295,10 @@ impl App {
         }
         let child = command.spawn().expect("windowkeeper starts");
         Self {
-            proc: Proc { child: Some(child), name: "windowkeeper".into() },
+            proc: Proc {
+                child: Some(child),
+                name: "windowkeeper".into(),
+            },
             listen,
             admin,
             stdout_path,
@@ -295,13 +338,18 @@ impl App {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("windowkeeper not ready within {within:?}:\n{}", self.stderr());
+        panic!(
+            "windowkeeper not ready within {within:?}:\n{}",
+            self.stderr()
+        );
     }
 }
 
 /// Reads a fixture shipped with the tests.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
@@ -378,13 +426,18 @@ pub fn read_until(
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             };
-            let Some(meta) = metadata.topics().first().filter(|t| !t.partitions().is_empty()) else {
+            let Some(meta) = metadata
+                .topics()
+                .first()
+                .filter(|t| !t.partitions().is_empty())
+            else {
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             };
             let mut list = TopicPartitionList::new();
             for p in meta.partitions() {
-                list.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
+                list.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .expect("partition");
             }
             consumer.assign(&list).expect("assign");
             assigned = true;
