@@ -1,0 +1,94 @@
+//! A newcomer's first run: `windowkeeper run` with no broker configured starts the embedded
+//! broker, says so, prints a command that posts a signed sample, and prints every window event
+//! on stdout; SIGTERM stops it with exit 0.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_without_a_broker_shows_a_window_open_warn_and_close() {
+    let mut options = AppOptions::new("run", "unused", &unique_prefix("embedded"))
+        .arg("--service-window", "6s")
+        .arg("--closing-lead", "2s");
+    options.brokers = None;
+    let mut app = App::spawn(options);
+    app.wait_ready(Duration::from_secs(60)).await;
+
+    let stderr = app.stderr();
+    assert!(
+        stderr.contains("EMBEDDED Kafka-protocol broker"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("keeps nothing across restarts"), "{stderr}");
+    assert!(stderr.contains("bootstrap servers: 127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{}/webhook", app.listen)),
+        "{stderr}"
+    );
+
+    // The printed command, run as a newcomer would paste it, with the secret in the env.
+    let command = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("ts=$(date +%s)"))
+        .expect("a ready-to-paste command")
+        .to_owned();
+    let bin_dir = std::path::Path::new(binary())
+        .parent()
+        .expect("bin dir")
+        .display()
+        .to_string();
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&command)
+        .env("WINDOWKEEPER_APP_SECRET", SECRET)
+        .env(
+            "PATH",
+            format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
+        )
+        .output()
+        .expect("bash runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "200",
+        "{output:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let events = loop {
+        let lines: Vec<Value> = app
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.iter().any(|e| e["type"] == "whatsapp.window.closed") || Instant::now() > deadline
+        {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "whatsapp.window.opened",
+            "whatsapp.window.closing",
+            "whatsapp.window.closed"
+        ],
+        "{}",
+        app.stderr()
+    );
+    assert!(
+        !app.stderr().contains(SECRET),
+        "the secret is never printed"
+    );
+    assert_eq!(
+        app.proc.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        app.stderr()
+    );
+}
