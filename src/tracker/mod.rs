@@ -7,6 +7,8 @@ mod book;
 mod input;
 mod records;
 mod restore;
+#[cfg(test)]
+mod tests;
 
 pub use book::{Book, EmittedEvent, Outbox};
 pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED};

@@ -1,0 +1,321 @@
+//! The tracker's routing and bookkeeping without a broker: records in, records out.
+
+use serde_json::{json, Value};
+
+use super::book::{Book, Outbox};
+use super::input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED};
+use super::records::{read_state_record, Contact};
+use crate::domain::{ContactKey, UnixSeconds};
+use crate::window::WindowConfig;
+
+const PARTITION: i32 = 0;
+const T0: i64 = 1_795_250_000;
+
+fn cfg() -> WindowConfig {
+    WindowConfig::new(60, 120, [10], false)
+}
+
+fn key(raw: &str) -> ContactKey {
+    ContactKey::from_raw(raw)
+}
+
+fn message(at: i64, wamid: &str, referral: bool) -> Value {
+    let mut message = json!({"id": wamid, "timestamp": at.to_string(), "type": "text"});
+    if referral {
+        message["referral"] = json!({"source_type": "ad"});
+    }
+    json!({"specversion": "1.0", "type": "whatsapp.message.received", "id": wamid, "data": {
+        "phone_number_id": "100", "wa_id": "15550001", "user_id": "US.1", "message": message}})
+}
+
+fn failed_131047(at: i64) -> Value {
+    json!({"specversion": "1.0", "type": "whatsapp.status.updated", "id": "s", "data": {
+        "phone_number_id": "100", "wa_id": "15550001",
+        "status": {"id": "wamid.OUT", "status": "failed", "timestamp": at.to_string(), "errors": [{"code": 131047}]}}})
+}
+
+fn event_types(out: &Outbox) -> Vec<&'static str> {
+    out.events
+        .iter()
+        .map(|e| e.type_name.trim_start_matches("whatsapp.window."))
+        .collect()
+}
+
+fn routed(out: &Outbox, event_type: &str) -> Vec<(ContactKey, Value)> {
+    out.routed
+        .iter()
+        .filter_map(|(k, payload)| {
+            let value: Value = serde_json::from_slice(payload).ok()?;
+            (value["type"] == event_type).then(|| (k.clone(), value))
+        })
+        .collect()
+}
+
+/// Feeds every routed record back in, as Kafka would deliver it to the key's partition.
+fn deliver_routed(book: &mut Book, out: Outbox, now: i64) -> Outbox {
+    let mut next = Outbox::default();
+    for (target, payload) in out.routed {
+        let value: Value = serde_json::from_slice(&payload).expect("routed JSON");
+        book.apply_record(
+            PARTITION,
+            &target,
+            value,
+            UnixSeconds(now),
+            UnixSeconds(now),
+            &mut next,
+        );
+    }
+    next
+}
+
+#[test]
+fn a_message_opens_a_window_writes_state_and_aliases_the_phone_number() {
+    let mut book = Book::new(cfg());
+    let mut out = Outbox::default();
+    let bsuid = key("100:US.1");
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    assert_eq!(event_types(&out), ["opened"]);
+    let aliases = routed(&out, TYPE_ALIAS);
+    assert_eq!(aliases.len(), 1);
+    assert_eq!(aliases[0].0.as_str(), "100:15550001");
+    assert_eq!(aliases[0].1["data"]["target"], "100:US.1");
+    let (_, state_key, state) = &out.states[0];
+    assert_eq!(state_key, &bsuid);
+    let contact = read_state_record(state.as_deref().expect("a state record")).expect("readable");
+    assert!(contact.windows.customer_service().is_some_and(|v| v.open));
+    assert_eq!(contact.wa_id.as_ref().map(|w| w.as_str()), Some("15550001"));
+}
+
+#[test]
+fn a_duplicate_changes_nothing_and_writes_nothing() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let mut first = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut first,
+    );
+    let mut again = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0 + 5),
+        UnixSeconds(T0 + 5),
+        &mut again,
+    );
+    assert!(again.is_empty(), "duplicate produced output");
+}
+
+#[test]
+fn a_failed_send_naming_only_the_phone_number_closes_the_bsuid_window() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let phone = key("100:15550001");
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    // The alias reaches the phone number's key.
+    let after_alias = deliver_routed(&mut book, out, T0 + 1);
+    assert!(after_alias.events.is_empty());
+    assert!(book
+        .contact(PARTITION, &phone)
+        .is_some_and(|c| c.alias.is_some()));
+    // A 131047 failure keyed by the phone number is forwarded whole to the BSUID.
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &phone,
+        failed_131047(T0 + 2),
+        UnixSeconds(T0 + 2),
+        UnixSeconds(T0 + 2),
+        &mut out,
+    );
+    let forwarded = routed(&out, TYPE_FORWARDED);
+    assert_eq!(forwarded.len(), 1);
+    assert_eq!(forwarded[0].0, bsuid);
+    assert_eq!(
+        forwarded[0].1["data"]["event"]["data"]["status"]["status"],
+        "failed"
+    );
+    let closed = deliver_routed(&mut book, out, T0 + 2);
+    assert_eq!(event_types(&closed), ["closed"]);
+    let payload: Value = serde_json::from_slice(&closed.events[0].payload).expect("json");
+    assert_eq!(payload["data"]["close_reason"], "meta_reported");
+}
+
+#[test]
+fn a_user_id_change_moves_the_window_and_leaves_a_forwarding_stub() {
+    let mut book = Book::new(cfg());
+    let old = key("100:US.1");
+    let new = key("100:US.2");
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &old,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    let change = json!({"specversion": "1.0", "type": "whatsapp.contact.user_id_changed", "id": "u", "data": {
+        "phone_number_id": "100", "user_id_update": {"wa_id": "15550001", "user_id": {"previous": "US.1", "current": "US.2"}}}});
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &old,
+        change,
+        UnixSeconds(T0 + 1),
+        UnixSeconds(T0 + 1),
+        &mut out,
+    );
+    let moved = routed(&out, TYPE_MOVED);
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].0, new);
+    assert!(
+        book.contact(PARTITION, &old)
+            .is_some_and(|c| c.alias.is_some()),
+        "old key forwards"
+    );
+    let mut arrived = deliver_routed(&mut book, out, T0 + 1);
+    assert!(arrived.events.is_empty(), "a move announces nothing new");
+    assert!(book
+        .contact(PARTITION, &new)
+        .is_some_and(|c| c.windows.customer_service().is_some_and(|v| v.open)));
+    // A straggler for the old id is forwarded to the new one and extends the window there.
+    let mut straggler = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &old,
+        message(T0 + 20, "wamid.B", false),
+        UnixSeconds(T0 + 20),
+        UnixSeconds(T0 + 20),
+        &mut straggler,
+    );
+    assert_eq!(routed(&straggler, TYPE_FORWARDED).len(), 1);
+    arrived = deliver_routed(&mut book, straggler, T0 + 20);
+    assert!(arrived.events.is_empty());
+    // The window closes once, under the new key, at the straggler's end.
+    let mut later = Outbox::default();
+    book.tick(UnixSeconds(T0 + 20 + 50), &mut later);
+    book.tick(UnixSeconds(T0 + 20 + 60), &mut later);
+    assert_eq!(event_types(&later), ["closing", "closed"]);
+    assert!(later.events.iter().all(|e| e.key == new));
+}
+
+#[test]
+fn restored_state_closes_overdue_windows_without_their_warnings() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    let state = out
+        .states
+        .last()
+        .and_then(|(_, _, v)| v.clone())
+        .expect("state");
+    let contact: Contact = read_state_record(&state).expect("readable");
+
+    // A new tracker restores it long after the window's end.
+    let mut restarted = Book::new(cfg());
+    restarted.restore_partition(PARTITION, [(bsuid.clone(), contact)].into_iter().collect());
+    let mut out = Outbox::default();
+    restarted.tick(UnixSeconds(T0 + 3600), &mut out);
+    assert_eq!(event_types(&out), ["closed"]);
+    // Nothing left to remember: the contact is forgotten with a tombstone.
+    assert!(out
+        .states
+        .iter()
+        .any(|(_, k, v)| k == &bsuid && v.is_none()));
+    assert!(restarted.contact(PARTITION, &bsuid).is_none());
+}
+
+#[test]
+fn forwarding_loops_are_cut() {
+    let mut book = Book::new(cfg());
+    let event = json!({"specversion": "1.0", "type": TYPE_FORWARDED, "id": "f", "data": {"hops": 99, "event": message(T0, "wamid.A", false)}});
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &key("100:US.1"),
+        event,
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_dropped_partition_is_forgotten() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let mut out = Outbox::default();
+    book.apply_record(
+        3,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    assert_eq!(book.contact_count(), 1);
+    book.drop_partition(3);
+    assert_eq!(book.contact_count(), 0);
+    let mut out = Outbox::default();
+    book.tick(UnixSeconds(T0 + 3600), &mut out);
+    assert!(out.is_empty(), "timers of a revoked partition do not fire");
+}
+
+#[test]
+fn late_arrival_is_judged_by_when_the_receiver_took_it() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let mut out = Outbox::default();
+    // Received on time, processed after the window's end (tracker was down): it opened, and
+    // closes at once — nothing is forgotten.
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0 + 1),
+        UnixSeconds(T0 + 600),
+        &mut out,
+    );
+    assert_eq!(event_types(&out), ["opened", "closed"]);
+    // Received after its window would have ended: opens nothing.
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &key("100:US.9"),
+        message(T0, "wamid.Z", false),
+        UnixSeconds(T0 + 61),
+        UnixSeconds(T0 + 61),
+        &mut out,
+    );
+    assert!(out.events.is_empty());
+}
