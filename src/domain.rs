@@ -111,9 +111,10 @@ impl CustomerId {
 }
 
 /// The Kafka key of everything about one contact: `<phone_number_id>:<customer id>`.
+/// Shared (`Arc`) because the tracker holds every key twice: in its index and in its timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ContactKey(Box<str>);
+pub struct ContactKey(std::sync::Arc<str>);
 
 impl ContactKey {
     pub fn new(phone_number_id: &PhoneNumberId, customer: &CustomerId) -> Self {

@@ -155,7 +155,8 @@ impl Publisher {
 pub struct OutboundRecord<'a> {
     pub topic: &'a str,
     pub key: Option<&'a str>,
-    pub payload: &'a [u8],
+    /// `None` writes a tombstone (a null value), which compaction uses to forget the key.
+    pub payload: Option<&'a [u8]>,
     /// `None` lets the partitioner choose from the key.
     pub partition: Option<i32>,
     pub headers: &'a [(&'a str, &'a str)],
@@ -170,9 +171,10 @@ impl OutboundRecord<'_> {
                 value: Some(*value),
             });
         }
-        let mut record = FutureRecord::to(self.topic)
-            .payload(self.payload)
-            .headers(headers);
+        let mut record = FutureRecord::to(self.topic).headers(headers);
+        if let Some(payload) = self.payload {
+            record = record.payload(payload);
+        }
         if let Some(key) = self.key {
             record = record.key(key);
         }

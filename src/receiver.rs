@@ -202,7 +202,7 @@ impl Receiver {
             .map(|event| OutboundRecord {
                 topic: &self.topics.inbound,
                 key: Some(event.key.as_str()),
-                payload: &event.payload,
+                payload: Some(&event.payload),
                 partition: None,
                 headers: CLOUDEVENT_HEADERS,
             })
@@ -236,7 +236,7 @@ impl Receiver {
         let record = OutboundRecord {
             topic: &self.topics.deadletter,
             key: None,
-            payload: body.as_bytes(),
+            payload: Some(body.as_bytes()),
             partition: None,
             headers: &headers,
         };

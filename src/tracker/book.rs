@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -46,7 +47,7 @@ struct Partition {
 }
 
 pub struct Book {
-    cfg: WindowConfig,
+    cfg: Arc<WindowConfig>,
     partitions: HashMap<i32, Partition>,
     /// Deadlines, lazily invalidated: an entry whose contact no longer has that deadline is
     /// skipped when popped.
@@ -56,7 +57,7 @@ pub struct Book {
 impl Book {
     pub fn new(cfg: WindowConfig) -> Self {
         Self {
-            cfg,
+            cfg: Arc::new(cfg),
             partitions: HashMap::new(),
             timers: BinaryHeap::new(),
         }
@@ -71,11 +72,14 @@ impl Book {
     }
 
     /// Installs a partition's restored contacts and arms their timers.
-    pub fn restore_partition(&mut self, partition: i32, contacts: HashMap<ContactKey, Contact>) {
-        for (key, contact) in &contacts {
-            if let Some(at) = next_deadline(contact, &self.cfg) {
-                self.timers.push(Reverse((at, partition, key.clone())));
-            }
+    pub fn restore_partition(
+        &mut self,
+        partition: i32,
+        mut contacts: HashMap<ContactKey, Contact>,
+    ) {
+        for (key, contact) in &mut contacts {
+            contact.armed = None;
+            arm(&mut self.timers, &self.cfg, partition, key, contact);
         }
         self.partitions.insert(partition, Partition { contacts });
     }
@@ -164,7 +168,7 @@ impl Book {
                 }
             }
             TrackerInput::Rules { input, wa_id } => {
-                let cfg = self.cfg.clone();
+                let cfg = Arc::clone(&self.cfg);
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.windows.apply(&input, arrival, &cfg, events);
                     contact.windows.tick(now, &cfg, events);
@@ -195,16 +199,16 @@ impl Book {
                 ));
                 // Stragglers still addressed to the old id (reordered messages, statuses) follow.
                 let stub = Contact {
-                    alias: Some(Alias {
+                    alias: Some(Box::new(Alias {
                         target: to,
                         until: cfg_until,
-                    }),
+                    })),
                     ..Contact::default()
                 };
                 self.store(partition, key, stub, now, out);
             }
             TrackerInput::Moved(moved) => {
-                let cfg = self.cfg.clone();
+                let cfg = Arc::clone(&self.cfg);
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.alias = None;
                     contact.windows.absorb(moved.windows, now, &cfg, events);
@@ -234,7 +238,7 @@ impl Book {
                     ));
                 }
                 let stub = Contact {
-                    alias: Some(Alias { target, until }),
+                    alias: Some(Box::new(Alias { target, until })),
                     ..Contact::default()
                 };
                 self.store(partition, key, stub, now, out);
@@ -262,9 +266,12 @@ impl Book {
         let mut events = Vec::new();
         update(&mut contact, &mut events, &mut out.routed);
         self.push_events(key, &contact, &events, now, out);
-        if contact != before {
+        let forget = before != Contact::default() && self.forgettable(&contact, now);
+        if contact != before || forget {
             self.store(partition, key, contact, now, out);
         } else if contact != Contact::default() {
+            let mut contact = contact;
+            arm(&mut self.timers, &self.cfg, partition, key, &mut contact);
             self.partitions
                 .entry(partition)
                 .or_default()
@@ -306,8 +313,7 @@ impl Book {
         now: UnixSeconds,
         out: &mut Outbox,
     ) {
-        let forgettable =
-            contact.windows.is_forgettable(now, &self.cfg) && contact.alias_target(now).is_none();
+        let forgettable = self.forgettable(&contact, now);
         let contacts = &mut self.partitions.entry(partition).or_default().contacts;
         if forgettable {
             contacts.remove(key);
@@ -319,10 +325,13 @@ impl Book {
             key.clone(),
             Some(state_record(key, &contact, now)),
         ));
-        if let Some(at) = next_deadline(&contact, &self.cfg) {
-            self.timers.push(Reverse((at, partition, key.clone())));
-        }
+        let mut contact = contact;
+        arm(&mut self.timers, &self.cfg, partition, key, &mut contact);
         contacts.insert(key.clone(), contact);
+    }
+
+    fn forgettable(&self, contact: &Contact, now: UnixSeconds) -> bool {
+        contact.windows.is_forgettable(now, &self.cfg) && contact.alias_target(now).is_none()
     }
 
     /// Fires every timer due at `now`.
@@ -334,14 +343,24 @@ impl Book {
             let Some(Reverse((at, partition, key))) = self.timers.pop() else {
                 break;
             };
-            let Some(contact) = self.contact(partition, &key) else {
+            let Some(contact) = self
+                .partitions
+                .get_mut(&partition)
+                .and_then(|p| p.contacts.get_mut(&key))
+            else {
                 continue;
             };
-            // A stale entry: the contact's deadline moved since this was armed.
-            if next_deadline(contact, &self.cfg) != Some(at) {
+            // A stale entry: the contact was re-armed for an earlier instant since.
+            if contact.armed != Some(at) {
                 continue;
             }
-            let cfg = self.cfg.clone();
+            contact.armed = None;
+            // Its deadline moved later (an extension): wait for that instead.
+            if next_deadline(contact, &self.cfg).is_some_and(|next| next > now) {
+                arm(&mut self.timers, &self.cfg, partition, &key, contact);
+                continue;
+            }
+            let cfg = Arc::clone(&self.cfg);
             self.change(partition, &key, now, out, |contact, events, _| {
                 contact.windows.tick(now, &cfg, events);
                 if contact.alias.as_ref().is_some_and(|a| a.until <= now) {
@@ -352,12 +371,38 @@ impl Book {
     }
 }
 
+/// Gives a contact a timer entry for its next deadline, unless it already has one that fires
+/// no later: an extension then costs no new entry, and the old one re-arms when it fires.
+fn arm(
+    timers: &mut BinaryHeap<Reverse<(UnixSeconds, i32, ContactKey)>>,
+    cfg: &WindowConfig,
+    partition: i32,
+    key: &ContactKey,
+    contact: &mut Contact,
+) {
+    let Some(at) = next_deadline(contact, cfg) else {
+        return;
+    };
+    if contact.armed.is_some_and(|armed| armed <= at) {
+        return;
+    }
+    contact.armed = Some(at);
+    timers.push(Reverse((at, partition, key.clone())));
+}
+
+/// The next instant this contact needs attention: a warning or close, the end of its alias,
+/// or the moment it can be forgotten (so memory does not grow with every contact ever seen).
 fn next_deadline(contact: &Contact, cfg: &WindowConfig) -> Option<UnixSeconds> {
     let alias_end = contact.alias.as_ref().map(|a| a.until);
-    match (contact.windows.next_deadline(cfg), alias_end) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    // A contact that still forwards is forgotten once its alias ends, not before.
+    let forget_at = match alias_end {
+        Some(_) => None,
+        None => contact.windows.forgettable_at(cfg),
+    };
+    [contact.windows.next_deadline(cfg), alias_end, forget_at]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// A BSUID contact that shows a phone number tells that number's key to route here, so

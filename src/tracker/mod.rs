@@ -363,7 +363,7 @@ impl Tracker {
             first.push(OutboundRecord {
                 topic: &topics.inbound,
                 key: Some(key.as_str()),
-                payload,
+                payload: Some(payload),
                 partition: None,
                 headers: CLOUDEVENT_HEADERS,
             });
@@ -372,7 +372,7 @@ impl Tracker {
             first.push(OutboundRecord {
                 topic: &topics.window_events,
                 key: Some(event.key.as_str()),
-                payload: &event.payload,
+                payload: Some(&event.payload),
                 partition: None,
                 headers: CLOUDEVENT_HEADERS,
             });
@@ -398,7 +398,7 @@ impl Tracker {
             .map(|(partition, key, value)| OutboundRecord {
                 topic: &topics.window_state,
                 key: Some(key.as_str()),
-                payload: value.as_deref().unwrap_or_default(),
+                payload: value.as_deref(),
                 partition: Some(*partition),
                 headers: if value.is_some() {
                     CLOUDEVENT_HEADERS

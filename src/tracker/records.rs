@@ -113,16 +113,27 @@ pub fn window_event(
 }
 
 /// One contact as the tracker keeps it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Contact {
     pub windows: ContactWindows,
     /// The phone-number id seen with this BSUID, so a status naming only the phone number
     /// can be routed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wa_id: Option<WaId>,
-    /// Inputs for this key belong to another key until `until`.
+    /// Inputs for this key belong to another key until `until`. Boxed: rare, and every
+    /// contact would otherwise pay for its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alias: Option<Alias>,
+    pub alias: Option<Box<Alias>>,
+    /// The deadline this contact has an entry for in the timer heap; not part of its state.
+    #[serde(skip)]
+    pub armed: Option<UnixSeconds>,
+}
+
+impl PartialEq for Contact {
+    /// Equal state; where its timer stands is bookkeeping, not state.
+    fn eq(&self, other: &Self) -> bool {
+        self.windows == other.windows && self.wa_id == other.wa_id && self.alias == other.alias
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -319,3 +319,38 @@ fn late_arrival_is_judged_by_when_the_receiver_took_it() {
     );
     assert!(out.events.is_empty());
 }
+
+#[test]
+fn a_closed_contact_is_forgotten_with_a_tombstone_once_nothing_can_matter() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        &bsuid,
+        message(T0, "wamid.A", false),
+        UnixSeconds(T0),
+        UnixSeconds(T0),
+        &mut out,
+    );
+    let mut out = Outbox::default();
+    for second in T0..T0 + 60 {
+        book.tick(UnixSeconds(second + 1), &mut out);
+    }
+    assert_eq!(event_types(&out), ["closing", "closed"]);
+    assert_eq!(
+        book.contact_count(),
+        1,
+        "remembered after the close: a duplicate must not reopen"
+    );
+    // The timer for forgetting fires without any new input.
+    let forget_at = book.next_timer().expect("a timer to forget the contact");
+    let mut out = Outbox::default();
+    book.tick(forget_at, &mut out);
+    assert_eq!(book.contact_count(), 0);
+    assert!(
+        matches!(out.states.as_slice(), [(_, k, None)] if k == &bsuid),
+        "one tombstone"
+    );
+    assert!(book.next_timer().is_none());
+}

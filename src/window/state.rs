@@ -266,8 +266,14 @@ impl ContactWindows {
     /// remembered instant is older than one CSW plus one FEP length. Any input the forgotten
     /// memory would have stopped is then too late to open anything anyway.
     pub fn is_forgettable(&self, now: UnixSeconds, cfg: &WindowConfig) -> bool {
+        self.forgettable_at(cfg).is_some_and(|at| at <= now)
+    }
+
+    /// When [`Self::is_forgettable`] becomes true if nothing else happens: `None` while a window
+    /// is open (its own deadlines come first).
+    pub fn forgettable_at(&self, cfg: &WindowConfig) -> Option<UnixSeconds> {
         if self.service.is_open() || self.entry.is_open() {
-            return false;
+            return None;
         }
         let memory = cfg.memory_secs();
         [
@@ -279,7 +285,9 @@ impl ContactWindows {
         ]
         .into_iter()
         .filter_map(known)
-        .all(|at| at.plus(memory) <= now)
+        .map(|at| at.plus(memory))
+        .max()
+        .or(Some(UnixSeconds(i64::MIN)))
     }
 
     /// Takes over the state the same customer had under an old id (the BSUID changed).

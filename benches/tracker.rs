@@ -1,0 +1,166 @@
+//! Tracker at scale, in process (no broker): memory per tracked contact, inbound records per
+//! second through the book (JSON decode + rules + state record encode), restore of the state
+//! records, and the timer sweep when a second's worth of windows, or all of them, end at once.
+//!
+//! `cargo bench --bench tracker` (1 M contacts); `CONTACTS=10000000 cargo bench --bench tracker`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+use windowkeeper::domain::{ContactKey, UnixSeconds};
+use windowkeeper::tracker::{read_state_record, Book, Contact, Outbox};
+use windowkeeper::window::WindowConfig;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const T0: i64 = 1_795_250_000;
+const PARTITIONS: i32 = 12;
+
+/// An inbound record as the receiver writes it: a 24-character wamid, a BSUID and a wa_id.
+fn inbound(n: usize, at: i64) -> Vec<u8> {
+    format!(
+        r#"{{"specversion":"1.0","id":"message:wamid.HBgLMTY1MDU1{n:014}","source":"/whatsapp/business-accounts/1","type":"whatsapp.message.received","subject":"106540352242922:US.{n:020}","time":"2026-11-21T08:33:20Z","datacontenttype":"application/json","data":{{"waba_id":"1","phone_number_id":"106540352242922","display_phone_number":"15550783881","wa_id":"1{n:010}","user_id":"US.{n:020}","profile_name":"A","field":"messages","message":{{"id":"wamid.HBgLMTY1MDU1{n:014}","timestamp":"{at}","type":"text","from_user_id":"US.{n:020}","from":"1{n:010}","text":{{"body":"hi"}}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+fn key(n: usize) -> ContactKey {
+    ContactKey::from_raw(&format!("106540352242922:US.{n:020}"))
+}
+
+fn main() {
+    let contacts: usize = std::env::var("CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    // Windows of a day; leads of 1 h.
+    let cfg = WindowConfig::new(86_400, 259_200, [3600], false);
+    println!("tracker bench: {contacts} contacts, {PARTITIONS} partitions");
+
+    // Inbound records through the book: parse, rules, event + state encoding.
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut book = Book::new(cfg.clone());
+    let mut state_records: Vec<(i32, ContactKey, Vec<u8>)> = Vec::new();
+    let keep_states = contacts <= 1_000_000;
+    let started = Instant::now();
+    let mut events = 0usize;
+    for n in 0..contacts {
+        let record = inbound(n, T0 + (n % 3600) as i64);
+        let value: serde_json::Value = match serde_json::from_slice(&record) {
+            Ok(value) => value,
+            Err(error) => panic!("bench record: {error}"),
+        };
+        let mut out = Outbox::default();
+        let partition = (n % PARTITIONS as usize) as i32;
+        book.apply_record(
+            partition,
+            &key(n),
+            value,
+            UnixSeconds(T0 + 3600),
+            UnixSeconds(T0 + 3600),
+            &mut out,
+        );
+        events += out.events.len();
+        if keep_states {
+            for (p, k, v) in out.states {
+                if let Some(v) = v {
+                    state_records.push((p, k, v));
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "inbound records through the book: {:.0}/s ({events} window events, {:.2} s)",
+        contacts as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    let state_bytes: isize = state_records
+        .iter()
+        .map(|(_, k, v)| (v.capacity() + k.as_str().len() + 48) as isize)
+        .sum();
+    let live = LIVE.load(Ordering::Relaxed) - before - state_bytes;
+    println!(
+        "memory per tracked contact (state, key, timers, index): {:.0} bytes ({} contacts)",
+        live as f64 / book.contact_count() as f64,
+        book.contact_count()
+    );
+
+    // Restore: decode every state record and rebuild the book (the broker fetch not counted).
+    if keep_states {
+        let average = state_records.iter().map(|(_, _, v)| v.len()).sum::<usize>()
+            / state_records.len().max(1);
+        let started = Instant::now();
+        let mut partitions: HashMap<i32, HashMap<ContactKey, Contact>> = HashMap::new();
+        for (partition, key, value) in &state_records {
+            if let Some(contact) = read_state_record(value) {
+                partitions
+                    .entry(*partition)
+                    .or_default()
+                    .insert(key.clone(), contact);
+            }
+        }
+        let mut restored = Book::new(cfg.clone());
+        for (partition, contacts) in partitions {
+            restored.restore_partition(partition, contacts);
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "restore of {} state records (avg {average} B): {:.2} s ({:.0} records/s)",
+            state_records.len(),
+            elapsed.as_secs_f64(),
+            state_records.len() as f64 / elapsed.as_secs_f64()
+        );
+        drop(restored);
+    }
+    drop(state_records);
+
+    // Timers: message times are spread over an hour, so each second ~contacts/3600 warnings
+    // come due; then every window's end at once (the worst case after downtime).
+    let warn_second = T0 + 86_400 - 3600 + 1800;
+    let mut out = Outbox::default();
+    book.tick(UnixSeconds(warn_second - 1), &mut out);
+    let mut out = Outbox::default();
+    let started = Instant::now();
+    book.tick(UnixSeconds(warn_second), &mut out);
+    println!(
+        "timer sweep, one second's deadlines ({} warnings): {:.2} ms",
+        out.events.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let mut out = Outbox::default();
+    let started = Instant::now();
+    book.tick(UnixSeconds(T0 + 86_400 + 3600 + 1), &mut out);
+    println!(
+        "timer sweep, every window due at once ({} events): {:.2} s",
+        out.events.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
