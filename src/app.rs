@@ -38,7 +38,8 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::Bind { .. } => 2,
-            Self::Kafka(SetupError::PartitionMismatch { .. }) => 2,
+            // A client Kafka refuses to create is a configuration mistake (e.g. a bad property).
+            Self::Kafka(SetupError::PartitionMismatch { .. } | SetupError::Client(_)) => 2,
             _ => 1,
         }
     }

@@ -87,6 +87,12 @@ pub struct CommonArgs {
     /// Kafka bootstrap servers (comma-separated).
     #[arg(long, env = "WINDOWKEEPER_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
+    /// Extra Kafka client property, KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(long = "kafka-property", env = "WINDOWKEEPER_KAFKA_PROPERTY", value_parser = parse_property)]
+    pub kafka_property: Vec<(String, String)>,
+    /// File of Kafka client properties, KEY=VALUE a line (# comments); keeps SASL passwords off the command line.
+    #[arg(long, env = "WINDOWKEEPER_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
     /// Topic of normalized inbound events.
     #[arg(
         long,
@@ -163,6 +169,13 @@ pub struct ReceiverArgs {
         default_value_t = 512
     )]
     pub max_concurrent_requests: usize,
+    /// Most body bytes buffered across all requests at once; more wait briefly, then get 503.
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_MAX_BUFFERED_BYTES",
+        default_value_t = 268_435_456
+    )]
+    pub max_buffered_bytes: usize,
     /// Most open client connections; further connections are closed at once.
     #[arg(long, env = "WINDOWKEEPER_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -185,6 +198,9 @@ pub struct TrackerArgs {
     /// Whether reactions open or refresh the customer service window.
     #[arg(long, env = "WINDOWKEEPER_REACTIONS_OPEN_WINDOW", default_value_t = false, action = clap::ArgAction::Set)]
     pub reactions_open_window: bool,
+    /// How long the group waits for a silent tracker before giving its partitions to others.
+    #[arg(long, env = "WINDOWKEEPER_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
     /// Tracker consumer group.
     #[arg(
         long,
@@ -196,6 +212,15 @@ pub struct TrackerArgs {
     /// back at once instead of after the session timeout.
     #[arg(long, env = "WINDOWKEEPER_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
+}
+
+fn parse_property(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err("expected KEY=VALUE".into()),
+    }
 }
 
 /// Durations as `90s`, `15m`, `24h`, `3d` (and combinations humantime accepts).
@@ -227,6 +252,15 @@ pub enum ConfigError {
     ZeroMaxBody,
     #[error("--{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error("cannot read --kafka-config {path}: {source}")]
+    KafkaConfigFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--kafka-config {path} line {line}: expected KEY=VALUE")]
+    KafkaConfigLine { path: PathBuf, line: usize },
+    #[error("--max-buffered-bytes must be at least --max-body")]
+    BufferBelowBody,
     #[error("--closing-lead {lead:?} is not shorter than the window it warns about ({window:?})")]
     LeadTooLong { lead: Duration, window: Duration },
 }
@@ -235,6 +269,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
+    /// Extra client properties (security, tuning), applied to every client.
+    pub properties: Vec<(String, String)>,
     pub topics: Topics,
     pub partitions: i32,
     pub replication_factor: i32,
@@ -266,8 +302,30 @@ impl CommonArgs {
             .filter(|b| !b.trim().is_empty())
             .or_else(|| embedded_brokers.map(str::to_owned))
             .ok_or(ConfigError::MissingBrokers)?;
+        let mut properties = Vec::new();
+        if let Some(path) = &self.kafka_config {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::KafkaConfigFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            for (index, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let property = parse_property(line).map_err(|_| ConfigError::KafkaConfigLine {
+                    path: path.clone(),
+                    line: index + 1,
+                })?;
+                properties.push(property);
+            }
+        }
+        // Flags after the file: the command line wins.
+        properties.extend(self.kafka_property.iter().cloned());
         Ok(KafkaSettings {
             brokers,
+            properties,
             topics: self.topics(),
             partitions: self.partitions,
             replication_factor: self.replication_factor,
@@ -284,6 +342,7 @@ pub struct ReceiverSettings {
     pub verify_token: VerifyToken,
     pub max_body: usize,
     pub max_concurrent_requests: usize,
+    pub max_buffered_bytes: usize,
     pub max_connections: usize,
     pub client_timeout: Duration,
 }
@@ -369,12 +428,16 @@ impl ReceiverArgs {
         if self.max_connections == 0 {
             return Err(ConfigError::ZeroLimit("max-connections"));
         }
+        if self.max_buffered_bytes < self.max_body {
+            return Err(ConfigError::BufferBelowBody);
+        }
         Ok(ReceiverSettings {
             listen: self.listen,
             secrets,
             verify_token: VerifyToken::new(verify_token),
             max_body: self.max_body,
             max_concurrent_requests: self.max_concurrent_requests,
+            max_buffered_bytes: self.max_buffered_bytes,
             max_connections: self.max_connections,
             client_timeout: self.client_timeout,
         })
@@ -387,6 +450,7 @@ pub struct TrackerSettings {
     pub windows: WindowConfig,
     pub group_id: String,
     pub group_instance_id: Option<String>,
+    pub session_timeout: Duration,
 }
 
 impl TrackerArgs {
@@ -410,6 +474,7 @@ impl TrackerArgs {
                 .group_instance_id
                 .clone()
                 .filter(|id| !id.trim().is_empty()),
+            session_timeout: self.session_timeout,
         })
     }
 }
@@ -439,6 +504,49 @@ mod tests {
         assert!(!token.matches("s3cre"));
         assert!(!token.matches("s3cret "));
         assert_eq!(format!("{token:?}"), "VerifyToken(<redacted>)");
+    }
+
+    #[test]
+    fn kafka_properties_come_from_a_file_then_flags() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("client.properties");
+        std::fs::write(
+            &file,
+            "# managed Kafka\nsecurity.protocol=SASL_SSL\n\nsasl.mechanism = PLAIN\n",
+        )
+        .expect("write");
+        let cli = Cli::try_parse_from([
+            "windowkeeper",
+            "tracker",
+            "--kafka-brokers",
+            "b:9092",
+            "--kafka-config",
+            file.to_str().expect("utf8 path"),
+            "--kafka-property",
+            "sasl.mechanism=SCRAM-SHA-512",
+        ])
+        .expect("parses");
+        let Command::Tracker(t) = cli.command else {
+            panic!("tracker")
+        };
+        let kafka = t.common.kafka(None).expect("valid");
+        assert_eq!(
+            kafka.properties,
+            [
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+                ("sasl.mechanism".to_owned(), "PLAIN".to_owned()),
+                ("sasl.mechanism".to_owned(), "SCRAM-SHA-512".to_owned()),
+            ]
+        );
+        std::fs::write(&file, "no equals sign\n").expect("write");
+        assert!(matches!(
+            t.common.kafka(None),
+            Err(ConfigError::KafkaConfigLine { line: 1, .. })
+        ));
+        assert!(
+            Cli::try_parse_from(["windowkeeper", "tracker", "--kafka-property", "novalue"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -53,14 +53,17 @@ pub enum PublishError {
     Refused(KafkaError),
 }
 
-/// Settings shared by every client this program creates.
-pub fn base_config(brokers: &str) -> ClientConfig {
+/// Settings shared by every client this program creates; the operator's own properties
+/// (security, tuning) come last and win.
+pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", brokers)
-        .set("broker.address.family", "v4")
+        .set("bootstrap.servers", &settings.brokers)
         .set("socket.keepalive.enable", "true")
         .set("log_level", "4");
+    for (key, value) in &settings.properties {
+        config.set(key, value);
+    }
     config
 }
 
@@ -71,7 +74,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> 
         .as_millis()
         .clamp(1, i32::MAX as u128)
         .to_string();
-    base_config(&settings.brokers)
+    base_config(settings)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("partitioner", PARTITIONER)
@@ -208,17 +211,17 @@ pub async fn publish_all(
     }
 }
 
-fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, SetupError> {
-    base_config(brokers).create().map_err(SetupError::Client)
+fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, SetupError> {
+    base_config(settings).create().map_err(SetupError::Client)
 }
 
 /// Partition counts of the topics that exist, by name.
 pub async fn partition_counts(
-    brokers: &str,
+    settings: &KafkaSettings,
     timeout: Duration,
 ) -> Result<HashMap<String, usize>, SetupError> {
-    let client = admin(brokers)?;
-    let brokers = brokers.to_owned();
+    let client = admin(settings)?;
+    let brokers = settings.brokers.clone();
     tokio::task::spawn_blocking(move || {
         let metadata = client
             .inner()
@@ -245,7 +248,7 @@ pub async fn partition_counts(
 /// refuses to go on if the inbound and state topics disagree on partitions.
 pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
     let wait = Duration::from_secs(10);
-    let existing = partition_counts(&settings.brokers, wait).await?;
+    let existing = partition_counts(settings, wait).await?;
     let topics = &settings.topics;
     let wanted = [
         (&topics.inbound, false),
@@ -270,7 +273,7 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
         })
         .collect();
     if !new_topics.is_empty() {
-        let client = admin(&settings.brokers)?;
+        let client = admin(settings)?;
         let options = AdminOptions::new()
             .operation_timeout(Some(wait))
             .request_timeout(Some(wait));
@@ -303,7 +306,7 @@ async fn check_partitions(settings: &KafkaSettings) -> Result<(), SetupError> {
     // Metadata of freshly created topics can take a moment to appear.
     let mut last = HashMap::new();
     for _ in 0..50 {
-        last = partition_counts(&settings.brokers, Duration::from_secs(10)).await?;
+        last = partition_counts(settings, Duration::from_secs(10)).await?;
         let all_there = [
             &topics.inbound,
             &topics.window_events,

@@ -40,6 +40,9 @@ pub struct Receiver {
     max_body: usize,
     client_timeout: Duration,
     slots: Semaphore,
+    /// Body bytes that may be buffered at once, in KiB permits: bounds memory however large
+    /// the concurrent bodies are.
+    body_budget: Semaphore,
     metrics: Arc<Metrics>,
     next_request_id: AtomicU64,
 }
@@ -59,6 +62,7 @@ impl Receiver {
             max_body: settings.max_body,
             client_timeout: settings.client_timeout,
             slots: Semaphore::new(settings.max_concurrent_requests),
+            body_budget: Semaphore::new(kib(settings.max_buffered_bytes) as usize),
             metrics,
             next_request_id: AtomicU64::new(1),
         }
@@ -166,6 +170,14 @@ impl Receiver {
             );
             return Outcome::TooLarge;
         }
+        // Reserve what the body may take: its declared length, or the most it may be.
+        let reserve = kib(declared.map_or(self.max_body, |len| len as usize));
+        let Ok(Ok(_budget)) =
+            tokio::time::timeout(SLOT_WAIT, self.body_budget.acquire_many(reserve)).await
+        else {
+            tracing::warn!("at the buffered body bound; asking Meta to retry");
+            return Outcome::Unavailable;
+        };
         let raw = match tokio::time::timeout(self.client_timeout, read_limited(body, self.max_body))
             .await
         {
@@ -256,6 +268,13 @@ impl Receiver {
             }
         }
     }
+}
+
+/// Whole KiB, rounded up, as semaphore permits.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 fn failure_kind(error: &SignatureError) -> SignatureFailure {

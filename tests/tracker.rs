@@ -296,7 +296,32 @@ async fn group_member_leaving_hands_over_without_double_close() {
             .filter(|e| e["subject"] == subject.as_str() && e["type"] == "whatsapp.window.closed")
             .filter_map(|e| e["id"].as_str().map(str::to_owned))
             .collect();
-        assert_eq!(ids.len(), 1, "{subject} closed once: {}", second.stderr());
+        if ids.len() != 1 {
+            let states = read_all(&broker.bootstrap(), &names.state, Duration::from_secs(3));
+            let inbound = read_all(&broker.bootstrap(), &names.inbound, Duration::from_secs(3));
+            let summary = |records: &[Record]| {
+                records
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "p{} {:?} {}",
+                            r.partition,
+                            r.key,
+                            r.payload.as_ref().map_or(0, Vec::len)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "{subject} closed {} times\nstate topic:\n{}\ninbound:\n{}\nfirst:\n{}\nsecond:\n{}",
+                ids.len(),
+                summary(&states),
+                summary(&inbound),
+                first.stderr(),
+                second.stderr()
+            );
+        }
     }
     let _ = second.proc.terminate(Duration::from_secs(30));
 }

@@ -135,7 +135,7 @@ impl Tracker {
             topic: kafka.topics.inbound.clone(),
             events: Mutex::new(sender),
         };
-        let mut config = crate::kafka::base_config(&kafka.brokers);
+        let mut config = crate::kafka::base_config(kafka);
         if let Some(instance) = &settings.group_instance_id {
             config.set("group.instance.id", instance);
         }
@@ -144,7 +144,10 @@ impl Tracker {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout.as_millis().to_string(),
+            )
             .set("heartbeat.interval.ms", "1000")
             .set("partition.assignment.strategy", "range")
             .create_with_context(context)
@@ -310,16 +313,21 @@ impl Tracker {
             .filter(|p| !self.book.has_partition(*p))
             .collect();
         let started = Instant::now();
-        let brokers = self.kafka.brokers.clone();
-        let topic = self.kafka.topics.window_state.clone();
+        let kafka = self.kafka.clone();
         let restored = tokio::task::spawn_blocking(move || {
-            restore::read_partitions(&brokers, &topic, &missing, RESTORE_DEADLINE)
+            restore::read_partitions(
+                &kafka,
+                &kafka.topics.window_state,
+                &missing,
+                RESTORE_DEADLINE,
+            )
         })
         .await
         .map_err(|_| TrackerError::Consume(KafkaError::Canceled))
         .and_then(|r| r.map_err(TrackerError::from))?;
         let mut contacts = 0;
         for (partition, state) in restored {
+            tracing::debug!(partition, contacts = state.len(), "partition restored");
             contacts += state.len();
             self.book.restore_partition(partition, state);
         }
@@ -392,6 +400,12 @@ impl Tracker {
                 println!("{}", String::from_utf8_lossy(&event.payload));
             }
         }
+        tracing::debug!(
+            events = outbox.events.len(),
+            routed = outbox.routed.len(),
+            states = outbox.states.len(),
+            "batch output acknowledged; writing state"
+        );
         let states: Vec<OutboundRecord<'_>> = outbox
             .states
             .iter()

@@ -1,7 +1,7 @@
 //! Rebuilding assigned partitions' contacts from the compacted state topic before any of
 //! their input is processed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -10,6 +10,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::records::{read_state_record, Contact};
+use crate::config::KafkaSettings;
 use crate::domain::ContactKey;
 use crate::kafka::base_config;
 
@@ -30,55 +31,58 @@ pub type Restored = HashMap<i32, HashMap<ContactKey, Contact>>;
 /// Reads every given partition of the state topic from its start to its current end; the
 /// last record of a key wins, a tombstone forgets it. Blocking: run it off the async threads.
 pub fn read_partitions(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     partitions: &[i32],
     deadline: Duration,
 ) -> Result<Restored, RestoreError> {
-    let kafka = |source| RestoreError::Kafka {
+    let failed = |source| RestoreError::Kafka {
         topic: topic.to_owned(),
         source,
     };
-    let consumer: BaseConsumer = base_config(brokers)
+    let consumer: BaseConsumer = base_config(kafka)
         .set("group.id", "windowkeeper-restore")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create()
-        .map_err(kafka)?;
+        .map_err(failed)?;
     let mut restored: Restored = partitions.iter().map(|p| (*p, HashMap::new())).collect();
-    let mut ends = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for &partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(kafka)?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(kafka)?;
-        }
-    }
-    if ends.is_empty() {
+    if partitions.is_empty() {
         return Ok(restored);
     }
-    consumer.assign(&assignment).map_err(kafka)?;
+    let mut assignment = TopicPartitionList::new();
+    for &partition in partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .map_err(failed)?;
+    }
+    consumer.assign(&assignment).map_err(failed)?;
+    // The end of each partition is where a fetch reports it (partition EOF), not what
+    // ListOffsets says: some Kafka-protocol brokers (Tansu 0.6) answer ListOffsets with the
+    // last batch's first offset, which would cut a restore short by the rest of that batch.
+    let mut unfinished: HashSet<i32> = partitions.iter().copied().collect();
     let started = Instant::now();
-    while !ends.is_empty() {
+    while !unfinished.is_empty() {
         if started.elapsed() > deadline {
-            let partition = ends.keys().next().copied().unwrap_or_default();
+            let partition = unfinished.iter().next().copied().unwrap_or_default();
             return Err(RestoreError::Stalled {
                 topic: topic.to_owned(),
                 partition,
                 waited: deadline,
             });
         }
-        let Some(result) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
+        let message = match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                unfinished.remove(&partition);
+                continue;
+            }
+            Some(Err(error)) => return Err(failed(error)),
+            Some(Ok(message)) => message,
         };
-        let message = result.map_err(kafka)?;
         let partition = message.partition();
         if let (Some(key), Some(contacts)) = (message.key(), restored.get_mut(&partition)) {
             let key = ContactKey::from_raw(&String::from_utf8_lossy(key));
@@ -96,12 +100,6 @@ pub fn read_partitions(
                     }
                 },
             }
-        }
-        if ends
-            .get(&partition)
-            .is_some_and(|end| message.offset() + 1 >= *end)
-        {
-            ends.remove(&partition);
         }
     }
     Ok(restored)

@@ -286,7 +286,11 @@ impl App {
         let mut command = Command::new(binary());
         command
             .args(&args)
-            .env("WINDOWKEEPER_LOG", "info,windowkeeper=debug,rdkafka=warn")
+            .env(
+                "WINDOWKEEPER_LOG",
+                std::env::var("TEST_WINDOWKEEPER_LOG")
+                    .unwrap_or_else(|_| "info,windowkeeper=debug,rdkafka=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
