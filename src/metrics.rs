@@ -126,78 +126,87 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` and hands back the handle the program records through.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("windowkeeper");
-        let requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let requests = register(
+            &mut registry,
             "webhook_requests",
             "Webhook requests by outcome",
-            requests.clone(),
+            Family::<OutcomeLabels, Counter>::default(),
         );
-        let signature_failures = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        let signature_failures = register(
+            &mut registry,
             "signature_failures",
             "POSTs refused because X-Hub-Signature-256 was missing, malformed or wrong",
-            signature_failures.clone(),
+            Family::<ReasonLabels, Counter>::default(),
         );
-        let publish_duration = Histogram::new([
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ]);
-        registry.register(
+        let publish_duration = register(
+            &mut registry,
             "publish_duration_seconds",
             "Time from a verified POST to Kafka acknowledging all of its events",
-            publish_duration.clone(),
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         );
-        let events_published = Family::<TypeLabels, Counter>::default();
-        registry.register(
+        let events_published = register(
+            &mut registry,
             "events_published",
             "Inbound events acknowledged by Kafka, by CloudEvent type",
-            events_published.clone(),
+            Family::<TypeLabels, Counter>::default(),
         );
-        let kafka_errors = Family::<OperationLabels, Counter>::default();
-        registry.register(
+        let kafka_errors = register(
+            &mut registry,
             "kafka_errors",
             "Kafka operations that failed",
-            kafka_errors.clone(),
+            Family::<OperationLabels, Counter>::default(),
         );
-        let open_windows = Family::<WindowLabels, Gauge>::default();
-        registry.register(
+        let open_windows = register(
+            &mut registry,
             "open_windows",
             "Windows open now, by kind",
-            open_windows.clone(),
+            Family::<WindowLabels, Gauge>::default(),
         );
-        let window_events = Family::<TypeLabels, Counter>::default();
-        registry.register(
+        let window_events = register(
+            &mut registry,
             "window_events",
             "Window events emitted and acknowledged, by type",
-            window_events.clone(),
+            Family::<TypeLabels, Counter>::default(),
         );
-        let restore_duration =
-            Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]);
-        registry.register(
+        let restore_duration = register(
+            &mut registry,
             "restore_duration_seconds",
             "Time to restore assigned partitions' state from the state topic",
-            restore_duration.clone(),
+            Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
         );
-        let input_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
+        let input_lag = register(
+            &mut registry,
             "input_lag_seconds",
             "Age of the newest inbound record the tracker processed, when processed",
-            input_lag.clone(),
+            Gauge::<f64, std::sync::atomic::AtomicU64>::default(),
         );
-        let timer_lateness =
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0]);
-        registry.register(
+        let timer_lateness = register(
+            &mut registry,
             "timer_lateness_seconds",
             "How long after its deadline a warning or close was emitted",
-            timer_lateness.clone(),
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0]),
         );
-        let tracked_contacts = Gauge::default();
-        registry.register(
+        let tracked_contacts = register(
+            &mut registry,
             "tracked_contacts",
             "Contacts whose state the tracker holds",
-            tracked_contacts.clone(),
+            Gauge::default(),
         );
         Self {
             requests,

@@ -222,12 +222,7 @@ async fn receiver_end_to_end() {
     );
 
     // SIGTERM: a clean exit.
-    assert_eq!(
-        app.proc.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        app.stderr()
-    );
+    app.stop_cleanly(Duration::from_secs(30));
 }
 
 /// The broker dies mid-run: the receiver answers 503 with Retry-After, and once the broker is

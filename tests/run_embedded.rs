@@ -85,10 +85,5 @@ async fn run_without_a_broker_shows_a_window_open_warn_and_close() {
         !app.stderr().contains(SECRET),
         "the secret is never printed"
     );
-    assert_eq!(
-        app.proc.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        app.stderr()
-    );
+    app.stop_cleanly(Duration::from_secs(30));
 }

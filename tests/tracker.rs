@@ -144,12 +144,7 @@ async fn window_opens_warns_and_closes_on_time() {
         .collect();
     assert!(!state_events.is_empty());
     validate_all(&state_events);
-    assert_eq!(
-        app.proc.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        app.stderr()
-    );
+    app.stop_cleanly(Duration::from_secs(30));
 }
 
 /// A tracker killed mid-window and restarted after the window's end closes it, once.
@@ -267,12 +262,7 @@ async fn group_member_leaving_hands_over_without_double_close() {
         |r| r.len() >= 8,
     );
     assert_eq!(opened.len(), 8);
-    assert_eq!(
-        first.proc.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        first.stderr()
-    );
+    first.stop_cleanly(Duration::from_secs(30));
 
     let records = read_until(
         &broker.bootstrap(),
@@ -341,15 +331,7 @@ async fn meta_correction_and_free_entry_point() {
     );
     app.wait_ready(Duration::from_secs(60)).await;
     let at = now();
-    assert_eq!(
-        post_signed(
-            &app.webhook_url(),
-            &with_timestamps(&fixture("text-message.json"), at)
-        )
-        .await
-        .status(),
-        200
-    );
+    post_fixture(&app, "text-message.json", at).await;
     read_until(
         &broker.bootstrap(),
         &names.events,
@@ -358,25 +340,9 @@ async fn meta_correction_and_free_entry_point() {
     );
     // Give the phone-number alias a moment to be in place, then the failed status arrives.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        post_signed(
-            &app.webhook_url(),
-            &with_timestamps(&fixture("failed-131047-status.json"), at + 1)
-        )
-        .await
-        .status(),
-        200
-    );
+    post_fixture(&app, "failed-131047-status.json", at + 1).await;
     // Referral message then the business's reply: a free entry point window opens.
-    assert_eq!(
-        post_signed(
-            &app.webhook_url(),
-            &with_timestamps(&fixture("ctwa-referral-message.json"), at)
-        )
-        .await
-        .status(),
-        200
-    );
+    post_fixture(&app, "ctwa-referral-message.json", at).await;
     let reply = String::from_utf8(with_timestamps(
         &fixture("fep-reply-sent-status.json"),
         at + 2,
@@ -439,30 +405,14 @@ async fn user_id_change_moves_the_window() {
     );
     app.wait_ready(Duration::from_secs(60)).await;
     let at = now();
-    assert_eq!(
-        post_signed(
-            &app.webhook_url(),
-            &with_timestamps(&fixture("text-message.json"), at)
-        )
-        .await
-        .status(),
-        200
-    );
+    post_fixture(&app, "text-message.json", at).await;
     read_until(
         &broker.bootstrap(),
         &names.events,
         Duration::from_secs(20),
         |r| !r.is_empty(),
     );
-    assert_eq!(
-        post_signed(
-            &app.webhook_url(),
-            &with_timestamps(&fixture("user-id-update.json"), at + 1)
-        )
-        .await
-        .status(),
-        200
-    );
+    post_fixture(&app, "user-id-update.json", at + 1).await;
     let new_key = "106540352242922:US.99887766554433221100";
     let records = read_until(
         &broker.bootstrap(),

@@ -327,6 +327,17 @@ impl App {
         std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
     }
 
+    /// SIGTERM and a clean exit (code 0) within `within`, or the test fails with the log.
+    pub fn stop_cleanly(&mut self, within: Duration) {
+        let code = self.proc.terminate(within);
+        assert_eq!(
+            code,
+            Some(0),
+            "windowkeeper did not exit cleanly:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Waits for /readyz to answer 200.
     pub async fn wait_ready(&mut self, within: Duration) {
         let client = reqwest::Client::new();
@@ -388,6 +399,14 @@ pub async fn post_signed(url: &str, body: &[u8]) -> reqwest::Response {
         .send()
         .await
         .expect("POST reaches the receiver")
+}
+
+/// Posts a fixture with every `timestamp` set to `at`, signed, and expects the 200.
+pub async fn post_fixture(app: &App, name: &str, at: i64) {
+    let status = post_signed(&app.webhook_url(), &with_timestamps(&fixture(name), at))
+        .await
+        .status();
+    assert_eq!(status, 200, "posting {name}:\n{}", app.stderr());
 }
 
 #[derive(Debug, Clone)]
