@@ -118,13 +118,13 @@ fn main() {
         let average = state_records.iter().map(|(_, _, v)| v.len()).sum::<usize>()
             / state_records.len().max(1);
         let started = Instant::now();
-        let mut partitions: HashMap<i32, HashMap<ContactKey, Contact>> = HashMap::new();
+        let mut partitions: HashMap<i32, HashMap<ContactKey, Box<Contact>>> = HashMap::new();
         for (partition, key, value) in &state_records {
             if let Some(contact) = read_state_record(value) {
                 partitions
                     .entry(*partition)
                     .or_default()
-                    .insert(key.clone(), contact);
+                    .insert(key.clone(), Box::new(contact));
             }
         }
         let mut restored = Book::new(cfg.clone());

@@ -43,7 +43,9 @@ impl Outbox {
 
 #[derive(Default)]
 struct Partition {
-    contacts: HashMap<ContactKey, Contact>,
+    /// Boxed: the index stays dense (a pointer per slot) however large a contact is, which
+    /// matters more than the extra allocation at a million contacts.
+    contacts: HashMap<ContactKey, Box<Contact>>,
 }
 
 pub struct Book {
@@ -75,7 +77,7 @@ impl Book {
     pub fn restore_partition(
         &mut self,
         partition: i32,
-        mut contacts: HashMap<ContactKey, Contact>,
+        mut contacts: HashMap<ContactKey, Box<Contact>>,
     ) {
         for (key, contact) in &mut contacts {
             contact.armed = None;
@@ -118,7 +120,11 @@ impl Book {
     }
 
     pub fn contact(&self, partition: i32, key: &ContactKey) -> Option<&Contact> {
-        self.partitions.get(&partition)?.contacts.get(key)
+        self.partitions
+            .get(&partition)?
+            .contacts
+            .get(key)
+            .map(|c| &**c)
     }
 
     /// One inbound record. `arrival` is when the receiver took it (the record's timestamp):
@@ -186,7 +192,7 @@ impl Book {
                 let cfg_until =
                     now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
                 let partition_map = self.partitions.entry(partition).or_default();
-                let previous = partition_map.contacts.remove(key).unwrap_or_default();
+                let previous = *partition_map.contacts.remove(key).unwrap_or_default();
                 let moved = MovedState {
                     from: key.clone(),
                     windows: previous.windows,
@@ -205,7 +211,7 @@ impl Book {
                     })),
                     ..Contact::default()
                 };
-                self.store(partition, key, stub, now, out);
+                self.store(partition, key, Box::new(stub), now, out);
             }
             TrackerInput::Moved(moved) => {
                 let cfg = Arc::clone(&self.cfg);
@@ -223,7 +229,7 @@ impl Book {
                 let until =
                     now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
                 let partition_map = self.partitions.entry(partition).or_default();
-                let previous = partition_map.contacts.remove(key).unwrap_or_default();
+                let previous = *partition_map.contacts.remove(key).unwrap_or_default();
                 // Windows kept under the phone number before a BSUID was known join the BSUID's.
                 if !previous.windows.is_forgettable(now, &self.cfg) {
                     let moved = MovedState {
@@ -241,7 +247,7 @@ impl Book {
                     alias: Some(Box::new(Alias { target, until })),
                     ..Contact::default()
                 };
-                self.store(partition, key, stub, now, out);
+                self.store(partition, key, Box::new(stub), now, out);
             }
         }
     }
@@ -262,15 +268,14 @@ impl Book {
             .contacts
             .remove(key)
             .unwrap_or_default();
-        let before = contact.clone();
+        let before = Contact::clone(&contact);
         let mut events = Vec::new();
         update(&mut contact, &mut events, &mut out.routed);
         self.push_events(key, &contact, &events, now, out);
         let forget = before != Contact::default() && self.forgettable(&contact, now);
-        if contact != before || forget {
+        if *contact != before || forget {
             self.store(partition, key, contact, now, out);
-        } else if contact != Contact::default() {
-            let mut contact = contact;
+        } else if *contact != Contact::default() {
             arm(&mut self.timers, &self.cfg, partition, key, &mut contact);
             self.partitions
                 .entry(partition)
@@ -309,7 +314,7 @@ impl Book {
         &mut self,
         partition: i32,
         key: &ContactKey,
-        contact: Contact,
+        mut contact: Box<Contact>,
         now: UnixSeconds,
         out: &mut Outbox,
     ) {
@@ -325,7 +330,6 @@ impl Book {
             key.clone(),
             Some(state_record(key, &contact, now)),
         ));
-        let mut contact = contact;
         arm(&mut self.timers, &self.cfg, partition, key, &mut contact);
         contacts.insert(key.clone(), contact);
     }

@@ -26,7 +26,7 @@ pub enum RestoreError {
     },
 }
 
-pub type Restored = HashMap<i32, HashMap<ContactKey, Contact>>;
+pub type Restored = HashMap<i32, HashMap<ContactKey, Box<Contact>>>;
 
 /// Reads every given partition of the state topic from its start to its current end; the
 /// last record of a key wins, a tombstone forgets it. Blocking: run it off the async threads.
@@ -92,7 +92,7 @@ pub fn read_partitions(
                 }
                 Some(value) => match read_state_record(value) {
                     Some(contact) => {
-                        contacts.insert(key, contact);
+                        contacts.insert(key, Box::new(contact));
                     }
                     // Keep what we had: an unreadable record must not erase a contact.
                     None => {
