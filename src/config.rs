@@ -550,6 +550,46 @@ mod tests {
     }
 
     #[test]
+    fn app_secrets_rotate_from_flags_commas_and_a_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("secrets");
+        std::fs::write(&file, "third\n\n  fourth  \n").expect("write");
+        let cli = Cli::try_parse_from([
+            "windowkeeper",
+            "receiver",
+            "--app-secret",
+            "first,second",
+            "--app-secret",
+            "fifth",
+            "--app-secret-file",
+            file.to_str().expect("utf8 path"),
+            "--verify-token",
+            "t",
+        ])
+        .expect("parses");
+        let Command::Receiver(r) = cli.command else {
+            panic!("receiver")
+        };
+        let settings = r.receiver.settings().expect("valid");
+        assert_eq!(settings.secrets.len(), 5);
+        // Every one of them verifies; the Debug form shows none of them.
+        for secret in ["first", "second", "fifth", "third", "fourth"] {
+            let header = crate::signature::sign(secret.as_bytes(), b"{}");
+            let verified = crate::signature::verify(
+                &settings.secrets,
+                Some(header.as_bytes()),
+                bytes::Bytes::from_static(b"{}"),
+            );
+            assert!(verified.is_ok(), "{secret}");
+        }
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("first") && !shown.contains("fourth") && !shown.contains("\"t\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn leads_must_fit_inside_the_windows() {
         let cli = Cli::try_parse_from([
             "windowkeeper",

@@ -256,6 +256,22 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
     let down = post_signed(&app.webhook_url(), &body_for(5)).await;
     assert_eq!(down.status(), 503);
     assert!(down.headers().contains_key("retry-after"));
+    // Readiness follows Kafka's reachability.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = reqwest::get(app.admin_url("/readyz"))
+            .await
+            .expect("readyz")
+            .status();
+        if ready == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {ready} with the broker down"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     broker.restart();
     // Meta retries until it gets a 200.
@@ -344,6 +360,73 @@ async fn slow_clients_are_cut_off() {
     .await
     .expect("still serving");
     assert_eq!(ok.status(), 200);
+}
+
+/// At the concurrency bound, a request waits briefly, then is told to come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_bound_answers_503_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+    let broker = Broker::start();
+    let prefix = unique_prefix("bound");
+    let mut app = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &prefix)
+            .arg("--max-concurrent-requests", "1")
+            .arg("--client-timeout", "20s"),
+    );
+    app.wait_ready(Duration::from_secs(60)).await;
+    // A client that announced a body and sends it slowly holds the only slot.
+    let mut holder = tokio::net::TcpStream::connect(("127.0.0.1", app.listen))
+        .await
+        .expect("connect");
+    holder
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = post_signed(&app.webhook_url(), &fixture("text-message.json")).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    drop(holder);
+    // The slot is free again once the slow client is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while post_signed(&app.webhook_url(), &fixture("text-message.json"))
+        .await
+        .status()
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", app.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Inbound and state topics with different partition counts: refuse to start, clearly.
+#[tokio::test(flavor = "multi_thread")]
+async fn mismatched_partition_counts_refuse_to_start() {
+    let broker = Broker::start();
+    let first = unique_prefix("mismatch");
+    let mut app = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &first).arg("--partitions", "3"),
+    );
+    app.wait_ready(Duration::from_secs(60)).await;
+    app.stop_cleanly(Duration::from_secs(30));
+    // A second deployment shares the state topic but creates its inbound topic with 5.
+    let existing_state = topics(&first).state;
+    let mut second = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &unique_prefix("other"))
+            .arg("--partitions", "5")
+            .arg("--topic-window-state", &existing_state),
+    );
+    let code = second.proc.wait_exit(Duration::from_secs(60));
+    let stderr = second.stderr();
+    assert_eq!(code, Some(2), "refused as a configuration error:\n{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("windowkeeper: error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("has 5 partitions") && error.contains("has 3"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -75,6 +75,19 @@ impl Proc {
         None
     }
 
+    /// Waits for the process to exit on its own; its exit code, or `None` if still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -260,9 +273,12 @@ impl App {
         let admin = free_port();
         let names = topics(&options.topic_prefix);
         let mut args: Vec<String> = vec![options.command.to_owned()];
+        // Defaults for the test, unless the test sets the flag itself.
         let mut flag = |f: &str, v: String| {
-            args.push(f.to_owned());
-            args.push(v);
+            if !options.extra.iter().any(|a| a == f) {
+                args.push(f.to_owned());
+                args.push(v);
+            }
         };
         flag("--admin-listen", format!("127.0.0.1:{admin}"));
         if let Some(brokers) = &options.brokers {
@@ -277,9 +293,7 @@ impl App {
             flag("--app-secret", SECRET.to_owned());
             flag("--verify-token", VERIFY_TOKEN.to_owned());
         }
-        if !options.extra.iter().any(|a| a == "--partitions") {
-            flag("--partitions", "3".to_owned());
-        }
+        flag("--partitions", "3".to_owned());
         args.extend(options.extra.iter().cloned());
         let stdout_path = dir.path().join("stdout.log");
         let stderr_path = dir.path().join("stderr.log");
