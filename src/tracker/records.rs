@@ -203,7 +203,13 @@ pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Ve
         updated_at: now,
         tracker: contact,
     };
-    let id = format!("{}:state:{}", key.as_str(), now.0);
+    // Distinct states written in the same second get distinct ids; the same state, the same id.
+    let digest = {
+        use sha2::{Digest, Sha256};
+        let tracked = serde_json::to_vec(contact).unwrap_or_default();
+        hex::encode(&Sha256::digest(&tracked)[..8])
+    };
+    let id = format!("{}:state:{}:{digest}", key.as_str(), now.0);
     serialize(&CloudEvent::new(
         id.as_str(),
         TRACKER_SOURCE,
