@@ -43,10 +43,11 @@ static ALLOCATOR: Counting = Counting;
 const T0: i64 = 1_795_250_000;
 const PARTITIONS: i32 = 12;
 
-/// An inbound record as the receiver writes it: a 24-character wamid, a BSUID and a wa_id.
+/// An inbound record as the receiver writes it: a wamid as long as Meta's (62 characters),
+/// a BSUID and a wa_id.
 fn inbound(n: usize, at: i64) -> Vec<u8> {
     format!(
-        r#"{{"specversion":"1.0","id":"message:wamid.HBgLMTY1MDU1{n:014}","source":"/whatsapp/business-accounts/1","type":"whatsapp.message.received","subject":"106540352242922:US.{n:020}","time":"2026-11-21T08:33:20Z","datacontenttype":"application/json","data":{{"waba_id":"1","phone_number_id":"106540352242922","display_phone_number":"15550783881","wa_id":"1{n:010}","user_id":"US.{n:020}","profile_name":"A","field":"messages","message":{{"id":"wamid.HBgLMTY1MDU1{n:014}","timestamp":"{at}","type":"text","from_user_id":"US.{n:020}","from":"1{n:010}","text":{{"body":"hi"}}}}}}}}"#
+        r#"{{"specversion":"1.0","id":"message:wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUJDMDAw{n:014}AA==","source":"/whatsapp/business-accounts/1","type":"whatsapp.message.received","subject":"106540352242922:US.{n:020}","time":"2026-11-21T08:33:20Z","datacontenttype":"application/json","data":{{"waba_id":"1","phone_number_id":"106540352242922","display_phone_number":"15550783881","wa_id":"1{n:010}","user_id":"US.{n:020}","profile_name":"A","field":"messages","message":{{"id":"wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUJDMDAw{n:014}AA==","timestamp":"{at}","type":"text","from_user_id":"US.{n:020}","from":"1{n:010}","text":{{"body":"hi"}}}}}}}}"#
     )
     .into_bytes()
 }
