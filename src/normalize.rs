@@ -549,6 +549,7 @@ impl<'t> Emitter<'t> {
             self.error.get_or_insert(e);
             return;
         }
+        repair_lone_surrogates(&mut payload);
         self.events.push(InboundEvent {
             key,
             event_type: draft.event_type,
@@ -590,6 +591,51 @@ impl Serialize for InboundData<'_> {
 /// and the canonical JSON of `item`, separated by NULs. The number id and part keep equal JSON
 /// from different numbers or levels apart. Canonical = parsed, object keys sorted, serde_json's
 /// compact form, so it is the same for a retry however Meta spelled the bytes.
+/// Rewrites every `\uXXXX` escape of an unpaired UTF-16 surrogate as `\ufffd`, in place (the
+/// same six bytes long). Items are copied byte for byte, and JSON's grammar lets a lone
+/// surrogate through, but strict parsers (serde_json among them, so the tracker too) refuse
+/// it: an event carrying one could not be read downstream. Everything else stays Meta's bytes.
+fn repair_lone_surrogates(json: &mut [u8]) {
+    const REPLACEMENT: &[u8; 6] = br"\ufffd";
+    let unit_at = |json: &[u8], at: usize| -> Option<u16> {
+        let hex = std::str::from_utf8(json.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // Outside `\uXXXX`, an escape is the backslash and one character (`\\` included).
+        let Some(unit) = (json.get(i + 1) == Some(&b'u'))
+            .then(|| unit_at(json, i + 2))
+            .flatten()
+        else {
+            i += 2;
+            continue;
+        };
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (json.get(i + 6) == Some(&b'\\') && json.get(i + 7) == Some(&b'u'))
+                    .then(|| unit_at(json, i + 8))
+                    .flatten();
+                if matches!(low, Some(0xDC00..=0xDFFF)) {
+                    i += 12;
+                } else {
+                    json[i..i + 6].copy_from_slice(REPLACEMENT);
+                    i += 6;
+                }
+            }
+            0xDC00..=0xDFFF => {
+                json[i..i + 6].copy_from_slice(REPLACEMENT);
+                i += 6;
+            }
+            _ => i += 6,
+        }
+    }
+}
+
 fn hashed_id(
     scope: &Scope<'_>,
     part: Option<Part>,
@@ -1710,6 +1756,32 @@ fn locate_change(entry: &RawValue, index: usize) -> Option<&RawValue> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lone_surrogate_escapes_are_repaired_and_pairs_kept() {
+        let fix = |text: &str| {
+            let mut bytes = text.as_bytes().to_vec();
+            super::repair_lone_surrogates(&mut bytes);
+            String::from_utf8(bytes).expect("utf8")
+        };
+        assert_eq!(fix(r#""a\ud800b""#), r#""a\ufffdb""#);
+        assert_eq!(fix(r#""\udc00""#), r#""\ufffd""#);
+        assert_eq!(fix(r#""\ud800\u0041""#), r#""\ufffd\u0041""#);
+        assert_eq!(fix(r#""\ud800""#), r#""\ufffd""#);
+        // A valid pair (an emoji), an escaped backslash before a `u`, and plain escapes stay.
+        for kept in [
+            r#""\ud83d\udc4d""#,
+            r#""\\ud800""#,
+            r#""\n\"\u00e9""#,
+            r#""\uD83D\uDC4D""#,
+        ] {
+            assert_eq!(fix(kept), kept);
+        }
+        let repaired = fix(r#"{"body":"x\ud800y","e":"\ud83d\udc4d"}"#);
+        let value: serde_json::Value = serde_json::from_str(&repaired).expect("strict parse");
+        assert_eq!(value["body"], "x\u{fffd}y");
+        assert_eq!(value["e"], "\u{1f44d}");
+    }
+
     use super::*;
     use crate::signature::{sign, verify, AppSecrets};
     use bytes::Bytes;
@@ -1980,8 +2052,9 @@ mod tests {
     }
 
     #[test]
-    fn undecodable_escapes_pass_through_raw() {
-        // A lone surrogate: raw JSON keeps it, a `Value` cannot hold it.
+    fn undecodable_escapes_pass_through_repaired() {
+        // A lone surrogate: JSON's grammar allows it, a strict parser does not. It passes
+        // through as U+FFFD so every event stays readable; ids stay deterministic.
         let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"P"},"messages":[{"id":"m","from":"C","text":{"body":"\ud800"}}]}},{"field":"other","value":{"x":"\udfff"}}]}]}"#;
         let got = run(body).expect("normalizes");
         assert_eq!(got.len(), 2);
@@ -1989,7 +2062,10 @@ mod tests {
         assert!(got[1].id.starts_with("other:"));
         assert!(std::str::from_utf8(&got[1].payload)
             .expect("utf-8")
-            .contains(r#"{"x":"\udfff"}"#));
+            .contains(r#"{"x":"\ufffd"}"#));
+        for event in &got {
+            serde_json::from_slice::<Value>(&event.payload).expect("strictly parseable");
+        }
         assert_eq!(run(body).expect("again")[1].id, got[1].id);
     }
 
