@@ -108,7 +108,10 @@ pub struct Plan<'a> {
 pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartError> {
     let receiver_settings = plan.receiver.map(ReceiverArgs::settings).transpose()?;
     let tracker_settings = plan.tracker.map(TrackerArgs::settings).transpose()?;
-    let kafka_settings: KafkaSettings = plan.common.kafka(plan.embedded_brokers.as_deref())?;
+    let mut kafka_settings: KafkaSettings = plan.common.kafka(plan.embedded_brokers.as_deref())?;
+    if let Some(receiver) = &receiver_settings {
+        kafka_settings.max_record_bytes = crate::config::record_limit(receiver.max_body);
+    }
 
     let admin_listener = bind(plan.common.admin_listen).await?;
     let webhook_listener = match &receiver_settings {

@@ -160,7 +160,7 @@ pub struct ReceiverArgs {
     #[arg(long, env = "WINDOWKEEPER_VERIFY_TOKEN", hide_env_values = true)]
     pub verify_token: Option<String>,
     /// Largest accepted POST body, in bytes.
-    #[arg(long, env = "WINDOWKEEPER_MAX_BODY", default_value_t = 4_194_304)]
+    #[arg(long, env = "WINDOWKEEPER_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body: usize,
     /// Most webhook requests handled at once; more wait briefly, then get 503.
     #[arg(
@@ -223,6 +223,14 @@ fn parse_property(raw: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `--max-body`'s default; the record limit of processes that receive no webhooks.
+pub const DEFAULT_MAX_BODY: usize = 4_194_304;
+
+/// A record is at most the body (dead letter) or one item of it plus its envelope.
+pub fn record_limit(max_body: usize) -> usize {
+    max_body.saturating_add(64 * 1024).max(1_000_000)
+}
+
 /// Durations as `90s`, `15m`, `24h`, `3d` (and combinations humantime accepts).
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let value = humantime::parse_duration(raw.trim())
@@ -271,6 +279,9 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Extra client properties (security, tuning), applied to every client.
     pub properties: Vec<(String, String)>,
+    /// Largest record it writes: a whole body on the dead-letter topic, or one item with its
+    /// envelope. Producers and created topics are sized to accept it.
+    pub max_record_bytes: usize,
     pub topics: Topics,
     pub partitions: i32,
     pub replication_factor: i32,
@@ -326,6 +337,7 @@ impl CommonArgs {
         Ok(KafkaSettings {
             brokers,
             properties,
+            max_record_bytes: record_limit(DEFAULT_MAX_BODY),
             topics: self.topics(),
             partitions: self.partitions,
             replication_factor: self.replication_factor,

@@ -85,6 +85,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> 
         // and records still batch on their own while a request is in flight (measured:
         // 10x the throughput of linger.ms=2 at one request at a time, 1.3x at 64).
         .set("linger.ms", "0")
+        .set("message.max.bytes", settings.max_record_bytes.to_string())
         .set("partitioner", PARTITIONER)
         .set("message.timeout.ms", &timeout_ms)
         .set("request.timeout.ms", &timeout_ms);
@@ -129,8 +130,19 @@ impl Publisher {
     pub async fn publish_all(&self, records: &[OutboundRecord<'_>]) -> Result<(), PublishError> {
         let producer = self.current();
         let result = publish_all(&producer, records, self.settings.publish_timeout).await;
-        if result.is_err() {
-            self.replace(&producer);
+        match &result {
+            Ok(()) => {}
+            // The broker's limit, not the producer's state: a new producer would not help.
+            Err(PublishError::Refused(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge,
+            ))) => {
+                tracing::error!(
+                    max_record_bytes = self.settings.max_record_bytes,
+                    "the broker refused a record as too large: raise the topic's max.message.bytes \
+                     (and the broker's message.max.bytes) to at least max_record_bytes"
+                );
+            }
+            Err(_) => self.replace(&producer),
         }
         result
     }
@@ -267,15 +279,18 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
         (&topics.window_state, true),
         (&topics.deadletter, false),
     ];
+    let max_message_bytes = settings.max_record_bytes.to_string();
     let new_topics: Vec<NewTopic> = wanted
         .iter()
         .filter(|(name, _)| !existing.contains_key(name.as_str()))
         .map(|(name, compacted)| {
+            // Meta's bodies reach 3 MB; brokers refuse records over 1 MB unless told otherwise.
             let topic = NewTopic::new(
                 name,
                 settings.partitions,
                 TopicReplication::Fixed(settings.replication_factor),
-            );
+            )
+            .set("max.message.bytes", &max_message_bytes);
             if *compacted {
                 topic.set("cleanup.policy", "compact")
             } else {

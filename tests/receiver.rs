@@ -314,6 +314,59 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
     }
 }
 
+/// Meta's bodies reach 3 MB: a large message and a large dead letter are both stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_up_to_max_body_are_stored() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("large");
+    let names = topics(&prefix);
+    let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
+    app.wait_ready(Duration::from_secs(60)).await;
+    let text = "x".repeat(3_000_000);
+    let body = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"7","display_phone_number":"1"}},"messages":[{{"id":"wamid.LARGE","timestamp":"1795250000","type":"text","from":"15550009","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
+    );
+    assert_eq!(
+        post_signed(&app.webhook_url(), body.as_bytes())
+            .await
+            .status(),
+        200,
+        "{}",
+        app.stderr()
+    );
+    let not_json = vec![b'#'; 2_500_000];
+    assert_eq!(
+        post_signed(&app.webhook_url(), &not_json).await.status(),
+        200,
+        "{}",
+        app.stderr()
+    );
+    let inbound = read_until(
+        &broker.bootstrap(),
+        &names.inbound,
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    );
+    assert_eq!(
+        inbound
+            .first()
+            .map(|r| r.json()["data"]["message"]["text"]["body"]
+                .as_str()
+                .map(str::len)),
+        Some(Some(3_000_000))
+    );
+    let dead = read_until(
+        &broker.bootstrap(),
+        &names.deadletter,
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    );
+    assert_eq!(
+        dead.first().and_then(|r| r.payload.as_ref()).map(Vec::len),
+        Some(2_500_000)
+    );
+}
+
 /// Writes `request` as is and returns what the server answers.
 async fn raw_exchange(port: u16, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
