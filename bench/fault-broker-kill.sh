@@ -9,7 +9,7 @@
 # (CloudEvent id message:<wamid>). Prints the counts; exits 1 if an acknowledged id is missing.
 #
 # Environment: COUNT (3000), RATE (150), CONCURRENCY (32), KILL_AT (6), DOWN_FOR (5),
-# DEADLINE (120), WK_BIN, TANSU_BIN, BENCH_OUT.
+# DEADLINE (60), WK_BIN, TANSU_BIN, BENCH_OUT.
 source "$(dirname "$0")/lib.sh"
 
 COUNT="${COUNT:-3000}"
@@ -17,7 +17,7 @@ RATE="${RATE:-150}"
 CONCURRENCY="${CONCURRENCY:-32}"
 KILL_AT="${KILL_AT:-6}"
 DOWN_FOR="${DOWN_FOR:-5}"
-DEADLINE="${DEADLINE:-120}"
+DEADLINE="${DEADLINE:-60}"
 
 need_venv
 need_wk
@@ -56,13 +56,33 @@ kill -0 "$WK_PID" 2>/dev/null && log "receiver still running" || log "RECEIVER D
 curl -s "http://127.0.0.1:$ADMIN/metrics" >"$BENCH_OUT/receiver-metrics.txt" || true
 grep -E '^windowkeeper_(webhook_requests_total|kafka_errors_total)' "$BENCH_OUT/receiver-metrics.txt" >&2 || true
 
+check() {
+    PYTHONPATH="$BENCH_DIR/tools" "$PY" "$BENCH_DIR/tools/check_inbound.py" --brokers "127.0.0.1:$BROKER_PORT" \
+        --topic fault.inbound --results "$BENCH_OUT/loadgen.json" --events "$BENCH_OUT/events.json" \
+        | tee "$BENCH_OUT/check.json"
+    return "${PIPESTATUS[0]}"
+}
 set +e
-PYTHONPATH="$BENCH_DIR/tools" "$PY" "$BENCH_DIR/tools/check_inbound.py" --brokers "127.0.0.1:$BROKER_PORT" \
-    --topic fault.inbound --results "$BENCH_OUT/loadgen.json" --events "$BENCH_OUT/events.json" \
-    | tee "$BENCH_OUT/check.json"
-status=${PIPESTATUS[0]}
+check
+status=$?
+if grep -q 'panicked at' "$BENCH_OUT/tansu.log"; then
+    echo "BROKER PANICKED after its restart (Tansu, not windowkeeper):"
+    sed 's/\x1b\[[0-9;]*m//g' "$BENCH_OUT/tansu.log" | grep -A1 'panicked at' | head -2
+    sed 's/\x1b\[[0-9;]*m//g' "$BENCH_OUT/tansu.log" | grep -m1 -A4 'stack backtrace' | tail -3
+fi
+if [[ $status == 2 ]]; then
+    log "the broker cannot serve the topic; restarting it once more (same SQLite file) to read what it stored"
+    kill_hard "$TANSU_PID"
+    start_tansu "$BROKER_PORT" "sqlite://tansu.db" tansu
+    check
+    status=$?
+    echo "(read after a second broker restart)"
+fi
 set -e
 echo "producer replacements logged: $(grep -c 'replacing the Kafka producer' "$BENCH_OUT/receiver.log" || true)"
-[[ $status == 0 ]] && echo "RESULT: every acknowledged webhook is on the inbound topic" \
-    || echo "RESULT: acknowledged webhooks MISSING from the inbound topic"
+case $status in
+    0) echo "RESULT: every acknowledged webhook is on the inbound topic" ;;
+    1) echo "RESULT: acknowledged webhooks MISSING from the inbound topic" ;;
+    *) echo "RESULT: the inbound topic could not be read" ;;
+esac
 exit "$status"

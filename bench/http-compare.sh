@@ -3,6 +3,8 @@
 #   floor   bench/hyper-floor: hyper 1 server that reads the body and answers 200
 #   python  bench/python-baseline/app.py: aiohttp + confluent-kafka, acks=all (1 and 2 workers)
 #   wk      windowkeeper receiver against Tansu (verify + normalize + publish, acks=all)
+#   wk-nokafka  bench/wk-nokafka: windowkeeper's own serve loop + body read + verify +
+#           normalize from its public API, answering 200 where the receiver would publish
 # plus the in-process verify+normalize time from `cargo bench --bench receive` (criterion).
 #
 # The load generator is wrk (Debian package `wrk`), one thread, keep-alive, sending ONE body
@@ -24,44 +26,21 @@ need_wk
 log "building bench/hyper-floor"
 (cd "$BENCH_DIR/hyper-floor" && cargo build --release -q)
 FLOOR_BIN="$BENCH_DIR/hyper-floor/target/release/hyper-floor"
+log "building bench/wk-nokafka (links this repository's windowkeeper library)"
+(cd "$BENCH_DIR/wk-nokafka" && cargo build --release -q)
+NOKAFKA_BIN="$WORK_DIR/wk-nokafka"
+cp "$BENCH_DIR/wk-nokafka/target/release/wk-nokafka" "$NOKAFKA_BIN"
 
 BODY="$REPO_DIR/tests/fixtures/text-message.json"
 SIG="$("$WK_BIN" sign --app-secret "$SECRET" "$BODY")"
 RESULTS="$BENCH_OUT/results.tsv"
-printf 'target\tconcurrency\trequests\trps\tp50_ms\tp99_ms\tcodes\tserver_cpu_s\tbroker_cpu_s\n' >"$RESULTS"
+wrk_header
 
 machine_info | tee "$BENCH_OUT/machine.txt" >&2
 
 BROKER_PORT=$(free_port)
 start_tansu "$BROKER_PORT" "memory://tansu/" tansu
 log "tansu on $BROKER_PORT (memory storage)"
-
-to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> milliseconds
-    python3 -c 'import re,sys
-v=sys.argv[1]; m=re.match(r"([0-9.]+)(us|ms|s)$", v)
-n=float(m.group(1)); print(round(n/1000 if m.group(2)=="us" else n*1000 if m.group(2)=="s" else n, 3))' "$1"
-}
-
-# run_wrk NAME URL SERVER_SID
-run_wrk() {
-    local name=$1 url=$2 sid=$3 c out before after
-    WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c16 -d2s -s "$BENCH_DIR/tools/post.lua" "$url" >/dev/null
-    for c in $CONCURRENCIES; do
-        out="$BENCH_OUT/wrk-$name-c$c.txt"
-        before=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$TANSU_PID")
-        WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$c" -d"$DURATION" --latency --timeout 15s \
-            -s "$BENCH_DIR/tools/post.lua" "$url" >"$out"
-        after=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$TANSU_PID")
-        local rps p50 p99 total codes cpu_s cpu_b
-        rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
-        p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$out")")
-        p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$out")")
-        total=$(awk '/requests in/ {print $1}' "$out")
-        codes=$(sed -n 's/^status codes: //p' "$out")
-        read -r cpu_s cpu_b < <(python3 -c 'import sys; b=sys.argv[1].split(); a=sys.argv[2].split(); print(round(float(a[0])-float(b[0]),2), round(float(a[1])-float(b[1]),2))' "$before" "$after")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$total" "$rps" "$p50" "$p99" "$codes" "$cpu_s" "$cpu_b" | tee -a "$RESULTS" >&2
-    done
-}
 
 # (a) the floor
 PORT=$(free_port)
@@ -71,6 +50,15 @@ wait_port "$PORT"
 log "floor on $PORT"
 run_wrk floor "http://127.0.0.1:$PORT/webhook" "$FLOOR_PID"
 stop_gently "$FLOOR_PID"
+
+# (d) windowkeeper's HTTP + verify + normalize, no Kafka
+PORT=$(free_port)
+spawn wk-nokafka "$NOKAFKA_BIN" "127.0.0.1:$PORT" "$SECRET"
+NOKAFKA_PID=$SPAWNED_PID
+wait_port "$PORT"
+log "wk-nokafka on $PORT"
+run_wrk wk-nokafka "http://127.0.0.1:$PORT/webhook" "$NOKAFKA_PID"
+stop_gently "$NOKAFKA_PID"
 
 # (b) python, 1 and 2 worker processes
 for workers in $PY_WORKERS; do
@@ -95,7 +83,7 @@ curl -s "http://127.0.0.1:$ADMIN/metrics" >"$BENCH_OUT/wk-metrics.txt" || true
 stop_gently "$WK_PID"
 stop_gently "$TANSU_PID"
 
-# (d) verify + normalize in process (criterion), no HTTP and no Kafka
+# (d') verify + normalize in process (criterion), no HTTP and no Kafka
 if [[ "$CRITERION" == 1 ]]; then
     log "cargo bench --bench receive (criterion)"
     if (cd "$REPO_DIR" && cargo bench --bench receive -- --warm-up-time 1 --measurement-time 5 \

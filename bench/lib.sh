@@ -157,6 +157,7 @@ need_wk() {
     fi
     # Benchmark a copy: other work may rebuild target/ while this runs.
     WK_BIN_BUILT="$(stat -c %y "$WK_BIN" | cut -d. -f1)"
+    WK_BIN_ORIG="$WK_BIN"
     cp "$WK_BIN" "$WORK_DIR/windowkeeper"
     WK_BIN="$WORK_DIR/windowkeeper"
 }
@@ -167,6 +168,43 @@ machine_info() {
     echo "load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     free -h | sed 's/^/  /'
-    echo "windowkeeper: $(cd "$REPO_DIR" && git rev-parse --short HEAD)$(cd "$REPO_DIR" && git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted src changes)'), binary built ${WK_BIN_BUILT:-?}"
+    echo "windowkeeper binary: ${WK_BIN_ORIG:-$WK_BIN} (modified ${WK_BIN_BUILT:-?})"
+    echo "repository HEAD at start: $(cd "$REPO_DIR" && git rev-parse --short HEAD)$(cd "$REPO_DIR" && git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted src changes)') (the binary may be older: see its path)"
     echo "tansu: $("$TANSU_BIN" --version 2>/dev/null)"
 }
+
+# --- wrk runs (bench/http-compare.sh, bench/linger-experiment.sh) ---------------------------
+# Needs: BODY (file), SIG (its X-Hub-Signature-256), RESULTS (tsv), TANSU_PID, CONCURRENCIES,
+# DURATION. Appends one row per concurrency to RESULTS.
+
+wrk_header() {
+    printf 'target\tconcurrency\trequests\trps\tp50_ms\tp99_ms\tcodes\tserver_cpu_s\tbroker_cpu_s\n' >"$RESULTS"
+}
+
+to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s -> milliseconds
+    python3 -c 'import re,sys
+v=sys.argv[1]; m=re.match(r"([0-9.]+)(us|ms|s)$", v)
+n=float(m.group(1)); print(round(n/1000 if m.group(2)=="us" else n*1000 if m.group(2)=="s" else n, 3))' "$1"
+}
+
+# run_wrk NAME URL SERVER_SID
+run_wrk() {
+    local name=$1 url=$2 sid=$3 c out before after
+    WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c16 -d2s -s "$BENCH_DIR/tools/post.lua" "$url" >/dev/null
+    for c in $CONCURRENCIES; do
+        out="$BENCH_OUT/wrk-$name-c$c.txt"
+        before=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$TANSU_PID")
+        WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$c" -d"$DURATION" --latency --timeout 15s \
+            -s "$BENCH_DIR/tools/post.lua" "$url" >"$out"
+        after=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$TANSU_PID")
+        local rps p50 p99 total codes cpu_s cpu_b
+        rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
+        p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$out")")
+        p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$out")")
+        total=$(awk '/requests in/ {print $1}' "$out")
+        codes=$(sed -n 's/^status codes: //p' "$out")
+        read -r cpu_s cpu_b < <(python3 -c 'import sys; b=sys.argv[1].split(); a=sys.argv[2].split(); print(round(float(a[0])-float(b[0]),2), round(float(a[1])-float(b[1]),2))' "$before" "$after")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$total" "$rps" "$p50" "$p99" "$codes" "$cpu_s" "$cpu_b" | tee -a "$RESULTS" >&2
+    done
+}
+

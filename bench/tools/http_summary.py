@@ -30,14 +30,18 @@ for t in targets:
         print(f"| {t} | {c} | {n} | {float(r['rps']):.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['codes']} | {r['server_cpu_s']} | {r['broker_cpu_s']} | {per:.0f} |")
 
 print()
-print("| concurrency | wk / python (1 worker) | wk / python (2 workers) | wk / floor |")
-print("|---:|---:|---:|---:|")
+print("| concurrency | wk / python (1 worker) | wk / python (2 workers) | wk / floor | wk-nokafka / floor |")
+print("|---:|---:|---:|---:|---:|")
+
+
+def ratio(a, b, c):
+    x, y = by.get((a, c)), by.get((b, c))
+    return f"{float(x['rps']) / float(y['rps']):.2f}x" if x and y and float(y["rps"]) else "n/a"
+
+
 for c in concurrencies:
-    wk = by.get(("wk", c))
-    cells = []
-    for other in ("python-w1", "python-w2", "floor"):
-        o = by.get((other, c))
-        cells.append(f"{float(wk['rps']) / float(o['rps']):.2f}x" if wk and o and float(o["rps"]) else "n/a")
+    cells = [ratio("wk", "python-w1", c), ratio("wk", "python-w2", c), ratio("wk", "floor", c),
+             ratio("wk-nokafka", "floor", c)]
     print(f"| {c} | " + " | ".join(cells) + " |")
 
 crit = sys.argv[2] if len(sys.argv) > 2 else None

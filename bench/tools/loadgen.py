@@ -55,8 +55,11 @@ async def main():
         for attempt in range(args.max_attempts):
             if time.time() > deadline:
                 break
-            record["attempts"] += 1
             async with slots:
+                # Waiting for a slot may outlast the deadline: check again once inside.
+                if time.time() > deadline:
+                    break
+                record["attempts"] += 1
                 try:
                     async with session.post(args.url, data=body, headers=headers) as r:
                         await r.read()
@@ -96,8 +99,9 @@ async def main():
         "sent": len(requests),
         "ok": ok,
         "gave_up": len(requests) - ok,
+        "never_attempted": sum(1 for r in requests if r["attempts"] == 0),
         "answers": statuses,
-        "retries": sum(r["attempts"] - 1 for r in requests),
+        "retries": sum(max(r["attempts"] - 1, 0) for r in requests),
         "requests_retried": sum(1 for r in requests if r["attempts"] > 1),
         "seconds": round(time.time() - started, 2),
     }

@@ -21,12 +21,31 @@ fuzz_target!(|data: &[u8]| {
     let Ok(events) = normalize(&verified) else {
         return;
     };
+    // Known finding (tests/fuzz_regressions.rs): a lone UTF-16 surrogate escape inside a
+    // passed-through item makes a payload serde_json refuses. WK_FUZZ_ALLOW_LONE_SURROGATES=1
+    // skips exactly that class so a run can look for other findings.
+    let allow_surrogates = std::env::var_os("WK_FUZZ_ALLOW_LONE_SURROGATES").is_some();
     for event in &events {
-        let value: serde_json::Value =
-            serde_json::from_slice(&event.payload).expect("payload is JSON");
+        let value: serde_json::Value = match serde_json::from_slice(&event.payload) {
+            Ok(value) => value,
+            Err(error)
+                if allow_surrogates
+                    && (error.to_string().contains("surrogate")
+                        || error.to_string().contains("hex escape")) =>
+            {
+                continue
+            }
+            Err(error) => panic!("payload is JSON: {error:?}"),
+        };
         let object = value.as_object().expect("payload is a JSON object");
-        assert_eq!(object.get("specversion").and_then(|v| v.as_str()), Some("1.0"));
-        assert_eq!(object.get("id").and_then(|v| v.as_str()), Some(event.id.as_str()));
+        assert_eq!(
+            object.get("specversion").and_then(|v| v.as_str()),
+            Some("1.0")
+        );
+        assert_eq!(
+            object.get("id").and_then(|v| v.as_str()),
+            Some(event.id.as_str())
+        );
         assert_eq!(
             object.get("type").and_then(|v| v.as_str()),
             Some(event.event_type.as_str())

@@ -36,9 +36,8 @@ fuzz_target!(|data: &[u8]| {
         // The prefix must still be exactly `sha256=`.
         let h = h.trim_ascii();
         let lower = h.to_ascii_lowercase();
-        let lower_right = |r: &str| {
-            h.len() == r.len() && h.starts_with(b"sha256=") && lower == r.as_bytes()
-        };
+        let lower_right =
+            |r: &str| h.len() == r.len() && h.starts_with(b"sha256=") && lower == r.as_bytes();
         lower_right(&right_old) || lower_right(&right_new)
     };
     if arbitrary.is_ok() {
@@ -53,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(verify(&secrets, None, body.clone()).is_err());
 
     // The right signature, under either secret.
-    let right = if mode & 1 == 0 { &right_old } else { &right_new };
+    let right = if mode & 1 == 0 {
+        &right_old
+    } else {
+        &right_new
+    };
     let header_right: Vec<u8> = if mode & 2 == 0 {
         right.as_bytes().to_vec()
     } else {

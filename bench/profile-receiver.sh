@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Where the receiver's CPU goes per request: windowkeeper receiver under valgrind's callgrind
+# (this machine's perf has no hardware counters: `perf stat -e instructions true` reports
+# "not supported"), publishing to Tansu, for a bounded wrk run (DURATION, CONCURRENCY) of
+# the pre-signed text-message webhook. Then SIGTERM (callgrind writes its profile on exit)
+# and callgrind_annotate: instructions per request, and the top functions by inclusive cost.
+#
+# Environment: DURATION (20s), CONCURRENCY (16), WK_BIN, TANSU_BIN, BENCH_OUT.
+source "$(dirname "$0")/lib.sh"
+
+DURATION="${DURATION:-20s}"
+CONCURRENCY="${CONCURRENCY:-16}"
+command -v valgrind >/dev/null || { log "valgrind missing: apt-get install -y valgrind"; exit 1; }
+need_wk
+machine_info | tee "$BENCH_OUT/machine.txt" >&2
+
+BROKER_PORT=$(free_port)
+start_tansu "$BROKER_PORT" "memory://tansu/" tansu
+LISTEN=$(free_port)
+ADMIN=$(free_port)
+CG_OUT="$BENCH_OUT/callgrind.out"
+WINDOWKEEPER_LOG=warn spawn receiver valgrind --tool=callgrind --callgrind-out-file="$CG_OUT" \
+    --separate-threads=no --collect-atstart=yes \
+    "$WK_BIN" receiver --kafka-brokers "127.0.0.1:$BROKER_PORT" \
+    --listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
+    --app-secret "$SECRET" --verify-token "$VERIFY_TOKEN" --partitions 12 \
+    --topic-inbound prof.inbound --topic-window-events prof.window-events \
+    --topic-window-state prof.window-state --topic-deadletter prof.deadletter
+WK_PID=$SPAWNED_PID
+wait_http "http://127.0.0.1:$ADMIN/readyz" 180
+log "receiver under callgrind ready; wrk -c$CONCURRENCY -d$DURATION"
+
+BODY="$REPO_DIR/tests/fixtures/text-message.json"
+SIG="$("$WK_BIN" sign --app-secret "$SECRET" "$BODY")"
+WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$CONCURRENCY" -d"$DURATION" --latency --timeout 30s \
+    -s "$BENCH_DIR/tools/post.lua" "http://127.0.0.1:$LISTEN/webhook" | tee "$BENCH_OUT/wrk.txt"
+REQUESTS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/outcome="accepted"/ {print $2}')
+log "accepted $REQUESTS; stopping the receiver so callgrind writes its profile"
+kill -TERM "$WK_PID"
+for i in $(seq 1 600); do kill -0 "$WK_PID" 2>/dev/null || break; sleep 0.1; done
+wait "$WK_PID" 2>/dev/null || true
+
+TOTAL=$(callgrind_annotate "$CG_OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+echo "program total instructions: $TOTAL over $REQUESTS accepted requests (start-up included)"
+python3 -c "import sys; t,r=int(sys.argv[1]),int(float(sys.argv[2])); print(f'= {t/r:,.0f} instructions per request')" "$TOTAL" "$REQUESTS"
+callgrind_annotate --inclusive=yes --threshold=99 "$CG_OUT" >"$BENCH_OUT/inclusive.txt" 2>/dev/null || true
+callgrind_annotate --threshold=99 "$CG_OUT" >"$BENCH_OUT/exclusive.txt" 2>/dev/null || true
+echo "--- top inclusive (see $BENCH_OUT/inclusive.txt)"
+grep -E '^ *[0-9,]+ \(' "$BENCH_OUT/inclusive.txt" | head -45 | cut -c1-220
+echo "--- top exclusive (see $BENCH_OUT/exclusive.txt)"
+grep -E '^ *[0-9,]+ \(' "$BENCH_OUT/exclusive.txt" | head -30 | cut -c1-220

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The tracker's end-to-end inbound events per second through Kafka (Tansu).
+#
+# 1. Tansu (memory) + windowkeeper receiver; N customer messages (N distinct customers,
+#    stamped now) are posted through the receiver, signed, BATCH messages per webhook, so the
+#    inbound topic holds N `whatsapp.message.received` events made by the real normalizer.
+# 2. Then `windowkeeper tracker` starts (default 24 h windows: every message opens one) and
+#    its /metrics is polled until windowkeeper_window_events_total{type="...opened"} = N.
+# Reports the time from start to ready (group join + restore), from ready to N windows opened,
+# and inbound events/s over the latter; also the tracker's CPU time.
+#
+# Environment: N (50000), BATCH (100), PARTITIONS (12), WK_BIN, TANSU_BIN, BENCH_OUT.
+source "$(dirname "$0")/lib.sh"
+
+N="${N:-50000}"
+BATCH="${BATCH:-100}"
+PARTITIONS="${PARTITIONS:-12}"
+
+need_venv
+need_wk
+machine_info | tee "$BENCH_OUT/machine.txt" >&2
+
+BROKER_PORT=$(free_port)
+start_tansu "$BROKER_PORT" "memory://tansu/" tansu
+LISTEN=$(free_port)
+ADMIN=$(free_port)
+start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" tt --partitions "$PARTITIONS"
+log "tansu on $BROKER_PORT, receiver on $LISTEN; posting $N messages, $BATCH per webhook"
+
+PYTHONPATH="$BENCH_DIR/tools" "$PY" - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" "$N" "$BATCH" <<'EOF'
+import asyncio, sys, time
+import aiohttp
+from wkbench import batch, sign
+
+url, secret, n, per = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+async def main():
+    started = time.time()
+    slots = asyncio.Semaphore(4)
+    codes = {}
+    async with aiohttp.ClientSession() as session:
+        async def one(first):
+            body = batch(min(per, n - first), first_customer=1650000000 + first, wamid_prefix="wamid.TT")
+            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(secret, body)}
+            for attempt in range(5):
+                async with slots:
+                    async with session.post(url, data=body, headers=headers) as r:
+                        await r.read()
+                        codes[r.status] = codes.get(r.status, 0) + 1
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(1)
+            raise SystemExit(f"batch at {first} not accepted")
+        await asyncio.gather(*(one(f) for f in range(0, n, per)))
+    print(f"posted {n} messages in {time.time() - started:.1f} s, answers {codes}", flush=True)
+
+asyncio.run(main())
+EOF
+curl -s "http://127.0.0.1:$ADMIN/metrics" | grep -E '^windowkeeper_events_published_total' >&2 || true
+
+TRACKER_ADMIN=$(free_port)
+CPU0=0
+T0=$(date +%s.%N)
+WINDOWKEEPER_LOG="info,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TRACKER_ADMIN" tt --partitions "$PARTITIONS"
+wait_http "http://127.0.0.1:$TRACKER_ADMIN/readyz" 120
+T_READY=$(date +%s.%N)
+log "tracker ready after $(python3 -c "print(round($T_READY-$T0,2))") s; counting opened windows"
+OPENED=0
+T_FIRST=""
+for i in $(seq 1 3000); do # 0.1 s steps, 300 s at most
+    OPENED=$(curl -s "http://127.0.0.1:$TRACKER_ADMIN/metrics" \
+        | awk '/^windowkeeper_window_events_total\{type="whatsapp.window.opened"\}/ {print $2}')
+    OPENED=${OPENED:-0}
+    if [[ -z "$T_FIRST" && "$OPENED" != 0 ]]; then T_FIRST=$(date +%s.%N); fi
+    [[ "$OPENED" -ge "$N" ]] && break
+    sleep 0.1
+done
+T_DONE=$(date +%s.%N)
+CPU=$(python3 "$BENCH_DIR/tools/cpu.py" "$WK_TRACKER_PID")
+curl -s "http://127.0.0.1:$TRACKER_ADMIN/metrics" >"$BENCH_OUT/tracker-metrics.txt" || true
+python3 - "$N" "$OPENED" "$T0" "$T_READY" "${T_FIRST:-$T_DONE}" "$T_DONE" "$CPU" <<'EOF' | tee "$BENCH_OUT/summary.txt"
+import sys
+n, opened = int(sys.argv[1]), int(float(sys.argv[2]))
+t0, ready, first, done, cpu = map(float, sys.argv[3:8])
+print(f"inbound events: {n}; windows opened: {opened}")
+print(f"start -> ready (group join + state restore): {ready - t0:.2f} s")
+print(f"ready -> first window opened: {first - ready:.2f} s")
+print(f"ready -> all {opened} opened: {done - ready:.2f} s = {opened / (done - ready):,.0f} inbound events/s")
+print(f"first -> all opened: {done - first:.2f} s = {opened / max(done - first, 1e-9):,.0f} inbound events/s")
+print(f"start -> all opened: {done - t0:.2f} s = {opened / (done - t0):,.0f} inbound events/s")
+print(f"tracker CPU time: {cpu:.2f} s = {cpu / max(opened, 1) * 1e6:.1f} µs per inbound event")
+if opened < n:
+    print("RESULT: NOT every event was processed within the time bound")
+EOF
+grep -E '^windowkeeper_(restore_duration_seconds_(sum|count)|tracked_contacts|open_windows|kafka_errors_total)' "$BENCH_OUT/tracker-metrics.txt" || true
+[[ "$OPENED" -ge "$N" ]]
