@@ -58,6 +58,26 @@ fn validate_all(events: &[Value]) {
     }
 }
 
+/// `windowkeeper run` with `options`, once Sheena's customer service window has opened at
+/// the returned instant.
+async fn run_with_sheena_window(
+    broker: &Broker,
+    names: &TopicNames,
+    options: AppOptions<'_>,
+) -> (App, i64) {
+    let mut app = App::spawn(options);
+    app.wait_ready(Duration::from_secs(60)).await;
+    let at = now();
+    post_fixture(&app, "text-message.json", at).await;
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    );
+    (app, at)
+}
+
 const SHEENA: &str = "106540352242922:US.13491208655302741918";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,21 +343,15 @@ async fn meta_correction_and_free_entry_point() {
     let broker = Broker::start();
     let prefix = unique_prefix("meta");
     let names = topics(&prefix);
-    let mut app = App::spawn(
+    let (app, at) = run_with_sheena_window(
+        &broker,
+        &names,
         AppOptions::new("run", &broker.bootstrap(), &prefix)
             .arg("--service-window", "60s")
             .arg("--free-entry-window", "90s")
             .arg("--closing-lead", "5s"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
-    let at = now();
-    post_fixture(&app, "text-message.json", at).await;
-    read_until(
-        &broker.bootstrap(),
-        &names.events,
-        Duration::from_secs(20),
-        |r| !r.is_empty(),
-    );
+    )
+    .await;
     // Give the phone-number alias a moment to be in place, then the failed status arrives.
     tokio::time::sleep(Duration::from_secs(2)).await;
     post_fixture(&app, "failed-131047-status.json", at + 1).await;
@@ -398,20 +412,14 @@ async fn user_id_change_moves_the_window() {
     let broker = Broker::start();
     let prefix = unique_prefix("move");
     let names = topics(&prefix);
-    let mut app = App::spawn(
+    let (app, at) = run_with_sheena_window(
+        &broker,
+        &names,
         AppOptions::new("run", &broker.bootstrap(), &prefix)
             .arg("--service-window", "8s")
             .arg("--closing-lead", "2s"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
-    let at = now();
-    post_fixture(&app, "text-message.json", at).await;
-    read_until(
-        &broker.bootstrap(),
-        &names.events,
-        Duration::from_secs(20),
-        |r| !r.is_empty(),
-    );
+    )
+    .await;
     post_fixture(&app, "user-id-update.json", at + 1).await;
     let new_key = "106540352242922:US.99887766554433221100";
     let records = read_until(

@@ -51,6 +51,20 @@ fn routed(out: &Outbox, event_type: &str) -> Vec<(ContactKey, Value)> {
         .collect()
 }
 
+/// One inbound record that reached the receiver at `at` and is processed at once.
+fn feed(book: &mut Book, key: &ContactKey, value: Value, at: i64) -> Outbox {
+    let mut out = Outbox::default();
+    book.apply_record(
+        PARTITION,
+        key,
+        value,
+        UnixSeconds(at),
+        UnixSeconds(at),
+        &mut out,
+    );
+    out
+}
+
 /// Feeds every routed record back in, as Kafka would deliver it to the key's partition.
 fn deliver_routed(book: &mut Book, out: Outbox, now: i64) -> Outbox {
     let mut next = Outbox::default();
@@ -97,24 +111,8 @@ fn a_message_opens_a_window_writes_state_and_aliases_the_phone_number() {
 fn a_duplicate_changes_nothing_and_writes_nothing() {
     let mut book = Book::new(cfg());
     let bsuid = key("100:US.1");
-    let mut first = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &bsuid,
-        message(T0, "wamid.A", false),
-        UnixSeconds(T0),
-        UnixSeconds(T0),
-        &mut first,
-    );
-    let mut again = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &bsuid,
-        message(T0, "wamid.A", false),
-        UnixSeconds(T0 + 5),
-        UnixSeconds(T0 + 5),
-        &mut again,
-    );
+    feed(&mut book, &bsuid, message(T0, "wamid.A", false), T0);
+    let again = feed(&mut book, &bsuid, message(T0, "wamid.A", false), T0 + 5);
     assert!(again.is_empty(), "duplicate produced output");
 }
 
@@ -123,15 +121,7 @@ fn a_failed_send_naming_only_the_phone_number_closes_the_bsuid_window() {
     let mut book = Book::new(cfg());
     let bsuid = key("100:US.1");
     let phone = key("100:15550001");
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &bsuid,
-        message(T0, "wamid.A", false),
-        UnixSeconds(T0),
-        UnixSeconds(T0),
-        &mut out,
-    );
+    let out = feed(&mut book, &bsuid, message(T0, "wamid.A", false), T0);
     // The alias reaches the phone number's key.
     let after_alias = deliver_routed(&mut book, out, T0 + 1);
     assert!(after_alias.events.is_empty());
@@ -139,15 +129,7 @@ fn a_failed_send_naming_only_the_phone_number_closes_the_bsuid_window() {
         .contact(PARTITION, &phone)
         .is_some_and(|c| c.alias.is_some()));
     // A 131047 failure keyed by the phone number is forwarded whole to the BSUID.
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &phone,
-        failed_131047(T0 + 2),
-        UnixSeconds(T0 + 2),
-        UnixSeconds(T0 + 2),
-        &mut out,
-    );
+    let out = feed(&mut book, &phone, failed_131047(T0 + 2), T0 + 2);
     let forwarded = routed(&out, TYPE_FORWARDED);
     assert_eq!(forwarded.len(), 1);
     assert_eq!(forwarded[0].0, bsuid);
@@ -166,26 +148,10 @@ fn a_user_id_change_moves_the_window_and_leaves_a_forwarding_stub() {
     let mut book = Book::new(cfg());
     let old = key("100:US.1");
     let new = key("100:US.2");
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &old,
-        message(T0, "wamid.A", false),
-        UnixSeconds(T0),
-        UnixSeconds(T0),
-        &mut out,
-    );
+    feed(&mut book, &old, message(T0, "wamid.A", false), T0);
     let change = json!({"specversion": "1.0", "type": "whatsapp.contact.user_id_changed", "id": "u", "data": {
         "phone_number_id": "100", "user_id_update": {"wa_id": "15550001", "user_id": {"previous": "US.1", "current": "US.2"}}}});
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &old,
-        change,
-        UnixSeconds(T0 + 1),
-        UnixSeconds(T0 + 1),
-        &mut out,
-    );
+    let out = feed(&mut book, &old, change, T0 + 1);
     let moved = routed(&out, TYPE_MOVED);
     assert_eq!(moved.len(), 1);
     assert_eq!(moved[0].0, new);
@@ -200,15 +166,7 @@ fn a_user_id_change_moves_the_window_and_leaves_a_forwarding_stub() {
         .contact(PARTITION, &new)
         .is_some_and(|c| c.windows.customer_service().is_some_and(|v| v.open)));
     // A straggler for the old id is forwarded to the new one and extends the window there.
-    let mut straggler = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &old,
-        message(T0 + 20, "wamid.B", false),
-        UnixSeconds(T0 + 20),
-        UnixSeconds(T0 + 20),
-        &mut straggler,
-    );
+    let straggler = feed(&mut book, &old, message(T0 + 20, "wamid.B", false), T0 + 20);
     assert_eq!(routed(&straggler, TYPE_FORWARDED).len(), 1);
     arrived = deliver_routed(&mut book, straggler, T0 + 20);
     assert!(arrived.events.is_empty());
@@ -224,15 +182,7 @@ fn a_user_id_change_moves_the_window_and_leaves_a_forwarding_stub() {
 fn restored_state_closes_overdue_windows_without_their_warnings() {
     let mut book = Book::new(cfg());
     let bsuid = key("100:US.1");
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &bsuid,
-        message(T0, "wamid.A", false),
-        UnixSeconds(T0),
-        UnixSeconds(T0),
-        &mut out,
-    );
+    let out = feed(&mut book, &bsuid, message(T0, "wamid.A", false), T0);
     let state = out
         .states
         .last()
@@ -261,15 +211,7 @@ fn restored_state_closes_overdue_windows_without_their_warnings() {
 fn forwarding_loops_are_cut() {
     let mut book = Book::new(cfg());
     let event = json!({"specversion": "1.0", "type": TYPE_FORWARDED, "id": "f", "data": {"hops": 99, "event": message(T0, "wamid.A", false)}});
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &key("100:US.1"),
-        event,
-        UnixSeconds(T0),
-        UnixSeconds(T0),
-        &mut out,
-    );
+    let out = feed(&mut book, &key("100:US.1"), event, T0);
     assert!(out.is_empty());
 }
 
@@ -311,14 +253,11 @@ fn late_arrival_is_judged_by_when_the_receiver_took_it() {
     );
     assert_eq!(event_types(&out), ["opened", "closed"]);
     // Received after its window would have ended: opens nothing.
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
+    let out = feed(
+        &mut book,
         &key("100:US.9"),
         message(T0, "wamid.Z", false),
-        UnixSeconds(T0 + 61),
-        UnixSeconds(T0 + 61),
-        &mut out,
+        T0 + 61,
     );
     assert!(out.events.is_empty());
 }
@@ -327,15 +266,7 @@ fn late_arrival_is_judged_by_when_the_receiver_took_it() {
 fn a_closed_contact_is_forgotten_with_a_tombstone_once_nothing_can_matter() {
     let mut book = Book::new(cfg());
     let bsuid = key("100:US.1");
-    let mut out = Outbox::default();
-    book.apply_record(
-        PARTITION,
-        &bsuid,
-        message(T0, "wamid.A", false),
-        UnixSeconds(T0),
-        UnixSeconds(T0),
-        &mut out,
-    );
+    feed(&mut book, &bsuid, message(T0, "wamid.A", false), T0);
     let mut out = Outbox::default();
     for second in T0..T0 + 60 {
         book.tick(UnixSeconds(second + 1), &mut out);
