@@ -2,7 +2,8 @@
 # Runs each cargo-fuzz target for a bounded time and reports executions and findings.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     (default: 300 s each; targets verify normalize)
-#   WK_FUZZ_ALLOW_LONE_SURROGATES=1 fuzz/run.sh 300 normalize   (skip the known finding's class)
+#   WK_FUZZ_ALLOW_NUMBER_RANGE=1 fuzz/run.sh 300 normalize   (skip a known finding's class;
+#   also WK_FUZZ_ALLOW_LONE_SURROGATES=1, see fuzz_targets/normalize.rs)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); on a stable toolchain the nightly
 # flags cargo-fuzz passes are allowed by RUSTC_BOOTSTRAP=1. Corpora grow in fuzz/corpus/<target>
