@@ -82,6 +82,8 @@ pub enum KafkaOperation {
     Consume,
     Commit,
     Metadata,
+    /// A consumed record that could not be read.
+    Decode,
 }
 
 impl KafkaOperation {
@@ -91,6 +93,7 @@ impl KafkaOperation {
             Self::Consume => "consume",
             Self::Commit => "commit",
             Self::Metadata => "metadata",
+            Self::Decode => "decode",
         }
     }
 }

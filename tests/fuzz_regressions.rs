@@ -66,21 +66,21 @@ fn lone_surrogate_in_text_gives_parseable_events() {
 /// `"pricing_model": 1e999`. The number is valid JSON grammar and `RawValue` skims it, so the
 /// body is accepted (200, published) with the item copied byte for byte, but serde_json refuses
 /// the event ("number out of range"): no finite f64 holds it. windowkeeper's tracker parses
-/// inbound events with serde_json and drops such a record silently (bench/repro-unparseable-
-/// events.sh: the customer's window never opens).
+/// inbound events with serde_json and dropped such a record silently (bench/repro-unparseable-
+/// events.sh: the customer's window never opened). Fixed: serde_json reads numbers with
+/// arbitrary precision (kept as their text), and the tracker logs and counts
+/// (`kafka_errors{operation="decode"}`) any record it still cannot read.
 const NUMBER_OUT_OF_RANGE_IN_STATUS: &str = r#"{"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {"mersaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}, "statuses": [{"id": "wamid.HBgLMTY1MDU1NTEyMzQVAgARGBJPVVQwMQA=", "status": "sent", "timesn": {"id": "c0ffee01", "expiration_timestamp": "1225868317", "origin": {"type": "service"}}, "pricing-0": {"billable": true, "pricing_model": 1e999, "type": "regulAr", "category": "service"}}, {"id": "wVVQwMQA=", "status": "read", "timest55555555555555555555t_participant_id": "BR.5566778899"}]}}]}]}"#;
 
 /// The same defect, smallest form: a text message with an extra field `"n": 1e999`.
 const NUMBER_OUT_OF_RANGE_IN_TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"user_id":"US.13491208655302741918","wa_id":"16505551234"}],"messages":[{"id":"wamid.HUGE","timestamp":"1795250000","type":"text","from_user_id":"US.13491208655302741918","from":"16505551234","text":{"body":"hi","n":1e999}}]}}]}]}"#;
 
 #[test]
-#[ignore = "open fuzz finding (number out of f64 range passed through into the CloudEvent); un-ignore once src/normalize.rs handles it"]
 fn number_out_of_range_in_status_gives_parseable_events() {
     assert_events_parse("status", NUMBER_OUT_OF_RANGE_IN_STATUS);
 }
 
 #[test]
-#[ignore = "open fuzz finding (number out of f64 range passed through into the CloudEvent); un-ignore once src/normalize.rs handles it"]
 fn number_out_of_range_in_text_gives_parseable_events() {
     assert_events_parse("text", NUMBER_OUT_OF_RANGE_IN_TEXT);
 }

@@ -102,6 +102,8 @@ struct Inbound {
     offset: i64,
     key: Option<ContactKey>,
     value: Option<serde_json::Value>,
+    /// It had a value that is not JSON this tracker can read.
+    undecodable: bool,
     arrival: Option<UnixSeconds>,
     generation: u64,
 }
@@ -209,6 +211,16 @@ impl Tracker {
                     self.metrics
                         .input_lag
                         .set((now.0 - arrival.0).max(0) as f64);
+                }
+                if record.undecodable {
+                    // Never silently: an operator must see that an input was skipped.
+                    self.metrics.kafka_error(KafkaOperation::Decode);
+                    tracing::error!(
+                        partition = record.partition,
+                        offset = record.offset,
+                        contact = record.key.as_ref().map(ContactKey::as_str),
+                        "skipping an inbound record that is not readable JSON"
+                    );
                 }
                 let (Some(key), Some(value)) = (record.key, record.value) else {
                     continue;
@@ -473,15 +485,17 @@ impl Tracker {
 }
 
 fn detach(message: &rdkafka::message::BorrowedMessage<'_>, generation: u64) -> Inbound {
+    let parsed = message
+        .payload()
+        .map(serde_json::from_slice::<serde_json::Value>);
     Inbound {
         partition: message.partition(),
         offset: message.offset(),
         key: message
             .key()
             .map(|k| ContactKey::from_raw(&String::from_utf8_lossy(k))),
-        value: message
-            .payload()
-            .and_then(|p| serde_json::from_slice(p).ok()),
+        undecodable: matches!(parsed, Some(Err(_))),
+        value: parsed.and_then(Result::ok),
         arrival: message
             .timestamp()
             .to_millis()
