@@ -208,7 +208,7 @@ impl Metrics {
         let tracked_contacts = register(
             &mut registry,
             "tracked_contacts",
-            "Contacts whose state the tracker holds",
+            "Keys the tracker holds state for: contacts and phone-number aliases",
             Gauge::default(),
         );
         Self {
