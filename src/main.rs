@@ -95,14 +95,18 @@ fn start_embedded(args: &windowkeeper::config::RunArgs) -> Result<EmbeddedBroker
     );
     eprintln!("windowkeeper: webhook URL: http://127.0.0.1:{port}/webhook");
     {
-        // The secret itself is never printed; the command reads it from the environment.
-        eprintln!("windowkeeper: post a signed sample (with WINDOWKEEPER_APP_SECRET set to the app secret) with:");
+        // The secret itself is never printed; the command reads it from the environment. The
+        // binary's own path, because after `cargo run` no `windowkeeper` is on the PATH.
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "windowkeeper".into());
+        eprintln!("windowkeeper: in another terminal, with WINDOWKEEPER_APP_SECRET set to the same app secret, post a signed sample:");
         eprintln!(
             "  ts=$(date +%s); body=$(printf '{}' \"$ts\" \"$ts\"); curl -sS -w '%{{http_code}}\\n' -X POST http://127.0.0.1:{port}/webhook \
              -H 'Content-Type: application/json' \
-             -H \"X-Hub-Signature-256: $(printf %s \"$body\" | windowkeeper sign --app-secret \"$WINDOWKEEPER_APP_SECRET\")\" \
+             -H \"X-Hub-Signature-256: $(printf %s \"$body\" | {exe} sign --app-secret \"$WINDOWKEEPER_APP_SECRET\")\" \
              --data-binary \"$body\"",
-            SAMPLE_BODY_FORMAT
+            SAMPLE_BODY_FORMAT,
         );
     }
     Ok(broker)

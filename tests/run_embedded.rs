@@ -30,25 +30,17 @@ async fn run_without_a_broker_shows_a_window_open_warn_and_close() {
         "{stderr}"
     );
 
-    // The printed command, run as a newcomer would paste it, with the secret in the env.
+    // The printed command, run as a newcomer would paste it: no windowkeeper on the PATH (as
+    // after `cargo run`), the secret in the environment.
     let command = stderr
         .lines()
         .find(|l| l.trim_start().starts_with("ts=$(date +%s)"))
         .expect("a ready-to-paste command")
         .to_owned();
-    let bin_dir = std::path::Path::new(binary())
-        .parent()
-        .expect("bin dir")
-        .display()
-        .to_string();
     let output = std::process::Command::new("bash")
         .arg("-c")
         .arg(&command)
         .env("WINDOWKEEPER_APP_SECRET", SECRET)
-        .env(
-            "PATH",
-            format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
-        )
         .output()
         .expect("bash runs");
     assert_eq!(
