@@ -184,7 +184,7 @@ struct StateViewOut<'a> {
     #[serde(serialize_with = "rfc3339")]
     updated_at: UnixSeconds,
     /// Everything the tracker needs to carry on after a restart.
-    tracker: &'a Contact,
+    tracker: &'a serde_json::value::RawValue,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +194,8 @@ struct StateViewIn {
 
 pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Vec<u8> {
     let parts = key_parts(key, contact.wa_id.as_ref());
+    // Serialized once: it is both the record's restore data and what its id is derived from.
+    let tracked = serde_json::value::to_raw_value(contact).unwrap_or_default();
     let data = StateViewOut {
         phone_number_id: parts.phone_number_id,
         user_id: parts.user_id.as_ref(),
@@ -201,13 +203,12 @@ pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Ve
         customer_service: contact.windows.customer_service().map(Into::into),
         free_entry_point: contact.windows.free_entry_point().map(Into::into),
         updated_at: now,
-        tracker: contact,
+        tracker: &tracked,
     };
     // Distinct states written in the same second get distinct ids; the same state, the same id.
     let digest = {
         use sha2::{Digest, Sha256};
-        let tracked = serde_json::to_vec(contact).unwrap_or_default();
-        hex::encode(&Sha256::digest(&tracked)[..8])
+        hex::encode(&Sha256::digest(tracked.get().as_bytes())[..8])
     };
     let id = format!("{}:state:{}:{digest}", key.as_str(), now.0);
     serialize(&CloudEvent::new(
