@@ -1412,7 +1412,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         "the dashboard and alerts should query windowkeeper's metrics, found {used:?}"
     );
 
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let mut app = App::spawn(AppOptions::new(
         "run",
         &broker.bootstrap(),

@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn receiver_end_to_end() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("recv");
     let names = topics(&prefix);
     let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
@@ -229,7 +229,7 @@ async fn receiver_end_to_end() {
 /// back, Meta's retries succeed; every event that got a 200 is in the topic.
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_gives_503_then_recovers_without_loss() {
-    let mut broker = Broker::start_persistent();
+    let mut broker = Broker::own();
     let prefix = unique_prefix("outage");
     let names = topics(&prefix);
     let mut app = App::spawn(
@@ -317,7 +317,7 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
 /// Meta's bodies reach 3 MB: a large message and a large dead letter are both stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_up_to_max_body_are_stored() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("large");
     let names = topics(&prefix);
     let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
@@ -385,7 +385,7 @@ async fn raw_exchange(port: u16, request: &str) -> String {
 /// A client that sends headers and then stalls is cut off; the listener keeps serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_cut_off() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("slow");
     let mut app = App::spawn(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--client-timeout", "2s"),
@@ -419,7 +419,7 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrency_bound_answers_503_with_retry_after() {
     use tokio::io::AsyncWriteExt;
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("bound");
     let mut app = App::spawn(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix)
@@ -455,7 +455,7 @@ async fn concurrency_bound_answers_503_with_retry_after() {
 /// Inbound and state topics with different partition counts: refuse to start, clearly.
 #[tokio::test(flavor = "multi_thread")]
 async fn mismatched_partition_counts_refuse_to_start() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let first = unique_prefix("mismatch");
     let mut app = App::spawn(
         AppOptions::new("receiver", &broker.bootstrap(), &first).arg("--partitions", "3"),

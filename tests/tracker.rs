@@ -82,7 +82,7 @@ const SHEENA: &str = "106540352242922:US.13491208655302741918";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn window_opens_warns_and_closes_on_time() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("csw");
     let names = topics(&prefix);
     let mut app = App::spawn(short_args(AppOptions::new(
@@ -170,7 +170,7 @@ async fn window_opens_warns_and_closes_on_time() {
 /// A tracker killed mid-window and restarted after the window's end closes it, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_and_restart_closes_exactly_once() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("crash");
     let names = topics(&prefix);
     let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
@@ -242,7 +242,7 @@ async fn crash_and_restart_closes_exactly_once() {
 /// Two trackers share the partitions; when one leaves, the other closes its windows, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn group_member_leaving_hands_over_without_double_close() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("group");
     let names = topics(&prefix);
     let mut receiver = App::spawn(
@@ -340,7 +340,7 @@ async fn group_member_leaving_hands_over_without_double_close() {
 /// routed to the BSUID's state, which closes at once. A referral plus a reply opens the FEP.
 #[tokio::test(flavor = "multi_thread")]
 async fn meta_correction_and_free_entry_point() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("meta");
     let names = topics(&prefix);
     let (app, at) = run_with_sheena_window(
@@ -409,7 +409,7 @@ async fn meta_correction_and_free_entry_point() {
 /// The customer's BSUID changes: the open window follows to the new id and closes there once.
 #[tokio::test(flavor = "multi_thread")]
 async fn user_id_change_moves_the_window() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let prefix = unique_prefix("move");
     let names = topics(&prefix);
     let (app, at) = run_with_sheena_window(

@@ -1,5 +1,5 @@
-//! Test helpers: a real Tansu broker process, the real windowkeeper binary, and a real Kafka
-//! consumer to read what it wrote. Every process started here is killed when its handle is
+//! Test helpers: a real Apache Kafka broker (started by `scripts/kafka`), the real
+//! windowkeeper binary, and a real Kafka consumer to read what it wrote. Every process started here is killed when its handle is
 //! dropped, also when a test fails.
 #![allow(dead_code)]
 
@@ -21,20 +21,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
-}
-
-fn tansu_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TANSU_BIN") {
-        return PathBuf::from(path);
-    }
-    let home_bin = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|p| p.join("bin").join("tansu"));
-    match home_bin {
-        Ok(path) if path.exists() => path,
-        _ => PathBuf::from("tansu"),
-    }
 }
 
 /// A process that is killed when dropped.
@@ -112,102 +98,144 @@ pub fn wait_for_port(port: u16, within: Duration) -> bool {
     false
 }
 
+/// An Apache Kafka broker started through `scripts/kafka`, the same command a person uses.
 pub struct Broker {
     pub port: u16,
-    storage: String,
-    workdir: Option<PathBuf>,
-    pub proc: Proc,
-    _dir: Option<tempfile::TempDir>,
+    bootstrap: String,
+    /// None for the shared broker: it belongs to the test binary, not to one test.
+    proc: Option<Proc>,
+    dir: Option<tempfile::TempDir>,
 }
 
+/// The test binary's broker: it lives as long as the binary, whose exit closes the broker's
+/// standard input, which stops it (`--exit-with-stdin`), also when a test fails or panics.
+struct SharedBroker {
+    bootstrap: String,
+    _stdin: std::process::ChildStdin,
+}
+
+static SHARED: std::sync::OnceLock<SharedBroker> = std::sync::OnceLock::new();
+
 impl Broker {
-    /// A Tansu broker keeping everything in memory.
-    pub fn start() -> Self {
-        let port = free_port();
-        let storage = "memory://tansu/".to_owned();
-        let proc = spawn_tansu(port, &storage, None);
+    /// The broker this test binary shares between its tests (each test uses its own topics
+    /// and groups), or the existing cluster named by `KAFKA_BOOTSTRAP`.
+    pub fn shared() -> Self {
+        let bootstrap = match std::env::var("KAFKA_BOOTSTRAP") {
+            Ok(existing) if !existing.is_empty() => existing,
+            _ => {
+                SHARED
+                    .get_or_init(|| {
+                        let port = free_port();
+                        let (mut child, bootstrap) = spawn_kafka(port, None);
+                        let stdin = child.stdin.take().expect("broker stdin is piped");
+                        // Dropping the handle without killing: the broker outlives this call.
+                        std::mem::forget(child);
+                        SharedBroker {
+                            bootstrap,
+                            _stdin: stdin,
+                        }
+                    })
+                    .bootstrap
+                    .clone()
+            }
+        };
+        let port = bootstrap
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split(',').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default();
         Self {
             port,
-            storage,
-            workdir: None,
-            proc,
-            _dir: None,
+            bootstrap,
+            proc: None,
+            dir: None,
         }
     }
 
-    /// A Tansu broker on SQLite, which keeps its data across its own restart.
-    pub fn start_persistent() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// A broker of the test's own, for tests that stop or restart it: its data directory
+    /// survives `restart`. Always a new process, even with `KAFKA_BOOTSTRAP` set.
+    pub fn own() -> Self {
+        let dir = tempfile::tempdir().expect("broker data dir");
         let port = free_port();
-        // Tansu reads the SQLite path relative to its working directory.
-        let storage = "sqlite://tansu.db".to_owned();
-        let workdir = Some(dir.path().to_path_buf());
-        let proc = spawn_tansu(port, &storage, workdir.as_deref());
+        let (child, bootstrap) = spawn_kafka(port, Some(dir.path()));
         Self {
             port,
-            storage,
-            workdir,
-            proc,
-            _dir: Some(dir),
+            bootstrap,
+            proc: Some(Proc {
+                child: Some(child),
+                name: "kafka".into(),
+            }),
+            dir: Some(dir),
         }
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.bootstrap.clone()
     }
 
+    /// SIGKILL: the broker crashes (its own broker only).
     pub fn kill(&mut self) {
-        self.proc.kill();
+        self.own_proc().kill();
     }
 
+    /// Stops the broker if it runs and starts it again on the same port and data.
     pub fn restart(&mut self) {
-        self.proc.kill();
-        self.proc = spawn_tansu(self.port, &self.storage, self.workdir.as_deref());
+        self.own_proc().kill();
+        let dir = self.dir.as_ref().map(|d| d.path().to_path_buf());
+        let (child, _) = spawn_kafka(self.port, dir.as_deref());
+        self.proc = Some(Proc {
+            child: Some(child),
+            name: "kafka".into(),
+        });
+    }
+
+    fn own_proc(&mut self) -> &mut Proc {
+        self.proc
+            .as_mut()
+            .expect("only a broker of the test's own (Broker::own) can be stopped")
     }
 }
 
-fn spawn_tansu(port: u16, storage: &str, workdir: Option<&Path>) -> Proc {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::env::temp_dir().join(format!("tansu-{port}.log"));
-    let log_file = std::fs::File::create(&log).expect("tansu log file");
-    let mut command = Command::new(tansu_binary());
-    if let Some(dir) = workdir {
-        command.current_dir(dir);
+/// Starts `scripts/kafka` and waits for its `bootstrap:` line.
+fn spawn_kafka(port: u16, dir: Option<&Path>) -> (Child, String) {
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
+    let log = std::env::temp_dir().join(format!("windowkeeper-kafka-{port}.log"));
+    let log_file = std::fs::File::create(&log).expect("broker log file");
+    let mut command = Command::new(&script);
+    command.args(["--port", &port.to_string(), "--heap", "384m", "--exit-with-stdin"]);
+    if let Some(dir) = dir {
+        command.arg("--dir").arg(dir);
     }
-    command.env(
-        "RUST_LOG",
-        std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
-    );
-    let child = command
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            storage,
-        ])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log handle"))
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(log_file)
         .spawn()
-        .unwrap_or_else(|e| {
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = child.stdout.take().expect("broker stdout is piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.strip_prefix("bootstrap: ") {
+                let _ = sender.send(address.to_owned());
+            }
+        }
+    });
+    // Generous: the first start on a machine may fetch the jars.
+    match receiver.recv_timeout(Duration::from_secs(180)) {
+        Ok(bootstrap) => (child, bootstrap),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
             panic!(
-                "cannot start tansu ({}): {e}; run .ci/run or install it",
-                tansu_binary().display()
-            )
-        });
-    let proc = Proc {
-        child: Some(child),
-        name: "tansu".into(),
-    };
-    assert!(
-        wait_for_port(port, Duration::from_secs(30)),
-        "tansu did not listen on {port}; see {}",
-        log.display()
-    );
-    proc
+                "scripts/kafka printed no bootstrap line; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
 }
 
 pub fn binary() -> &'static str {
