@@ -69,6 +69,17 @@ pub struct SignArgs {
     pub file: Option<PathBuf>,
 }
 
+/// How the tracker's consumer group assigns partitions. Both move only the partitions that
+/// change owner, so a member joining does not make every member re-read its state.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// The classic protocol with cooperative-sticky assignment (any Kafka since 2.4).
+    Classic,
+    /// KIP-848, where the broker assigns (Kafka 4.0 or newer); the session timeout and
+    /// heartbeat then come from the broker's `group.consumer.*` settings.
+    Consumer,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -198,9 +209,18 @@ pub struct TrackerArgs {
     /// Whether reactions open or refresh the customer service window.
     #[arg(long, env = "WINDOWKEEPER_REACTIONS_OPEN_WINDOW", default_value_t = false, action = clap::ArgAction::Set)]
     pub reactions_open_window: bool,
-    /// How long the group waits for a silent tracker before giving its partitions to others.
+    /// How long the group waits for a silent tracker before giving its partitions to others
+    /// (classic protocol; with `consumer` the broker's setting applies).
     #[arg(long, env = "WINDOWKEEPER_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub session_timeout: Duration,
+    /// Consumer group protocol: classic (cooperative-sticky) or consumer (KIP-848, Kafka 4+).
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_GROUP_PROTOCOL",
+        value_enum,
+        default_value = "classic"
+    )]
+    pub group_protocol: GroupProtocol,
     /// Tracker consumer group.
     #[arg(
         long,
@@ -463,6 +483,7 @@ pub struct TrackerSettings {
     pub group_id: String,
     pub group_instance_id: Option<String>,
     pub session_timeout: Duration,
+    pub group_protocol: GroupProtocol,
 }
 
 impl TrackerArgs {
@@ -487,6 +508,7 @@ impl TrackerArgs {
                 .clone()
                 .filter(|id| !id.trim().is_empty()),
             session_timeout: self.session_timeout,
+            group_protocol: self.group_protocol,
         })
     }
 }

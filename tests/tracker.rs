@@ -240,23 +240,35 @@ async fn crash_and_restart_closes_exactly_once() {
 }
 
 /// Two trackers share the partitions; when one leaves, the other closes its windows, once.
+/// With the classic protocol (cooperative-sticky).
 #[tokio::test(flavor = "multi_thread")]
 async fn group_member_leaving_hands_over_without_double_close() {
+    member_leaving_hands_over("classic").await;
+}
+
+/// With KIP-848, the broker-driven protocol of Kafka 4.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_member_leaving_hands_over_with_the_consumer_protocol() {
+    member_leaving_hands_over("consumer").await;
+}
+
+async fn member_leaving_hands_over(protocol: &'static str) {
     let broker = Broker::shared();
-    let prefix = unique_prefix("group");
+    let prefix = unique_prefix(&format!("group-{protocol}"));
     let names = topics(&prefix);
     let mut receiver = App::spawn(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
     );
     receiver.wait_ready(Duration::from_secs(60)).await;
-    let long =
-        |o: AppOptions<'static>| o.arg("--service-window", "12s").arg("--closing-lead", "3s");
-    let mut first = App::spawn(long(
-        AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
-    ));
-    let mut second = App::spawn(long(
-        AppOptions::new("tracker", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
-    ));
+    let tracker = || {
+        AppOptions::new("tracker", &broker.bootstrap(), &prefix)
+            .arg("--partitions", "4")
+            .arg("--service-window", "12s")
+            .arg("--closing-lead", "3s")
+            .arg("--group-protocol", protocol)
+    };
+    let mut first = App::spawn(tracker());
+    let mut second = App::spawn(tracker());
     first.wait_ready(Duration::from_secs(60)).await;
     second.wait_ready(Duration::from_secs(60)).await;
     // Let the group settle with both members.

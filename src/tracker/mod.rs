@@ -30,7 +30,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaSettings, TrackerSettings};
+use crate::config::{GroupProtocol, KafkaSettings, TrackerSettings};
 use crate::domain::{ContactKey, UnixSeconds};
 use crate::kafka::{OutboundRecord, Publisher, CLOUDEVENT_HEADERS};
 use crate::metrics::{KafkaOperation, Metrics};
@@ -105,7 +105,8 @@ struct Inbound {
     /// It had a value that is not JSON this tracker can read.
     undecodable: bool,
     arrival: Option<UnixSeconds>,
-    generation: u64,
+    /// Its partition's assignment epoch when the record was returned.
+    epoch: u64,
 }
 
 pub struct Tracker {
@@ -119,8 +120,11 @@ pub struct Tracker {
     rebalances: mpsc::Receiver<RebalanceEvent>,
     pending_rebalances: Vec<RebalanceEvent>,
     assigned: HashSet<i32>,
-    /// Bumped at every rebalance: records fetched under an older assignment are not processed.
-    generation: u64,
+    /// Per partition, bumped whenever it is assigned or revoked: a record fetched under an
+    /// older assignment of its partition is not processed (its new owner, or this member's
+    /// restart from the committed offset, handles it). Partitions that stay with this member
+    /// through an incremental rebalance keep their epoch and their fetched records.
+    epochs: HashMap<i32, u64>,
     last_gauges: Instant,
 }
 
@@ -141,17 +145,23 @@ impl Tracker {
         if let Some(instance) = &settings.group_instance_id {
             config.set("group.instance.id", instance);
         }
-        let consumer: StreamConsumer<RebalanceContext> = config
+        config
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.session_timeout.as_millis().to_string(),
-            )
-            .set("heartbeat.interval.ms", "1000")
-            .set("partition.assignment.strategy", "range")
+            .set("auto.offset.reset", "earliest");
+        match settings.group_protocol {
+            GroupProtocol::Classic => config
+                .set(
+                    "session.timeout.ms",
+                    settings.session_timeout.as_millis().to_string(),
+                )
+                .set("heartbeat.interval.ms", "1000")
+                .set("partition.assignment.strategy", "cooperative-sticky"),
+            // The broker assigns and sets the timeouts; librdkafka refuses them client-side.
+            GroupProtocol::Consumer => config.set("group.protocol", "consumer"),
+        };
+        let consumer: StreamConsumer<RebalanceContext> = config
             .create_with_context(context)
             .map_err(TrackerError::Consumer)?;
         Ok(Self {
@@ -165,7 +175,7 @@ impl Tracker {
             rebalances,
             pending_rebalances: Vec::new(),
             assigned: HashSet::new(),
-            generation: 0,
+            epochs: HashMap::new(),
             last_gauges: Instant::now(),
         })
     }
@@ -201,7 +211,7 @@ impl Tracker {
             let now = UnixSeconds::now();
             for record in batch.drain(..) {
                 // Fetched before a rebalance: its partition's new owner handles it.
-                if record.generation != self.generation
+                if record.epoch != self.epoch_of(record.partition)
                     || !self.assigned.contains(&record.partition)
                 {
                     continue;
@@ -254,10 +264,10 @@ impl Tracker {
                 return Ok(());
             }
         }
-        // Tag with the generation in force when the record was returned.
+        // Tag with the assignment in force when the record was returned.
         self.drain_rebalance_news();
         if let Some(last) = batch.last_mut() {
-            last.generation = self.generation;
+            last.epoch = self.epoch_of(last.partition);
         }
         while batch.len() < MAX_BATCH {
             let Some(next) = self
@@ -271,7 +281,7 @@ impl Tracker {
             self.drain_rebalance_news();
             match next {
                 Ok(mut record) => {
-                    record.generation = self.generation;
+                    record.epoch = self.epoch_of(record.partition);
                     batch.push(record);
                 }
                 Err(error) => {
@@ -286,14 +296,18 @@ impl Tracker {
 
     fn drain_rebalance_news(&mut self) {
         // Only note that a rebalance happened; the work is done in `handle_rebalances`.
-        let mut news = Vec::new();
         while let Ok(event) = self.rebalances.try_recv() {
-            news.push(event);
+            let (RebalanceEvent::Assigned(partitions) | RebalanceEvent::Revoked(partitions)) =
+                &event;
+            for partition in partitions {
+                *self.epochs.entry(*partition).or_default() += 1;
+            }
+            self.pending_rebalances.push(event);
         }
-        if !news.is_empty() {
-            self.generation += 1;
-            self.pending_rebalances.extend(news);
-        }
+    }
+
+    fn epoch_of(&self, partition: i32) -> u64 {
+        self.epochs.get(&partition).copied().unwrap_or_default()
     }
 
     async fn handle_rebalances(&mut self) -> Result<(), TrackerError> {
@@ -484,7 +498,7 @@ impl Tracker {
     }
 }
 
-fn detach(message: &rdkafka::message::BorrowedMessage<'_>, generation: u64) -> Inbound {
+fn detach(message: &rdkafka::message::BorrowedMessage<'_>, epoch: u64) -> Inbound {
     let parsed = message
         .payload()
         .map(serde_json::from_slice::<serde_json::Value>);
@@ -500,7 +514,7 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>, generation: u64) -> I
             .timestamp()
             .to_millis()
             .map(|ms| UnixSeconds(ms.div_euclid(1000))),
-        generation,
+        epoch,
     }
 }
 

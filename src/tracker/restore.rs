@@ -60,9 +60,11 @@ pub fn read_partitions(
             .map_err(failed)?;
     }
     consumer.assign(&assignment).map_err(failed)?;
-    // The end of each partition is where a fetch reports it (partition EOF), not what
-    // ListOffsets says: some Kafka-protocol brokers (Tansu 0.6) answer ListOffsets with the
-    // last batch's first offset, which would cut a restore short by the rest of that batch.
+    // The end of each partition is where a fetch reports it (partition EOF: the high
+    // watermark, or the last stable offset under read_committed), not an offset asked for
+    // beforehand: the last offsets of a compacted or transactional topic can be records no
+    // consumer is ever handed (compacted-away updates, transaction markers), so "read until
+    // offset N" could wait forever, and the fetch's own answer costs no extra round trip.
     let mut unfinished: HashSet<i32> = partitions.iter().copied().collect();
     let started = Instant::now();
     while !unfinished.is_empty() {

@@ -139,14 +139,8 @@ impl Broker {
                     .clone()
             }
         };
-        let port = bootstrap
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.split(',').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_default();
         Self {
-            port,
+            port: port_of(&bootstrap),
             bootstrap,
             proc: None,
             dir: None,
@@ -157,10 +151,9 @@ impl Broker {
     /// survives `restart`. Always a new process, even with `KAFKA_BOOTSTRAP` set.
     pub fn own() -> Self {
         let dir = tempfile::tempdir().expect("broker data dir");
-        let port = free_port();
-        let (child, bootstrap) = spawn_kafka(port, Some(dir.path()));
+        let (child, bootstrap) = spawn_kafka(free_port(), Some(dir.path()));
         Self {
-            port,
+            port: port_of(&bootstrap),
             bootstrap,
             proc: Some(Proc {
                 child: Some(child),
@@ -197,14 +190,52 @@ impl Broker {
     }
 }
 
-/// Starts `scripts/kafka` and waits for its `bootstrap:` line.
+/// The port of the first address of a bootstrap list.
+fn port_of(bootstrap: &str) -> u16 {
+    bootstrap
+        .split(',')
+        .next()
+        .and_then(|first| first.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_default()
+}
+
+/// Starts `scripts/kafka` and waits for its `bootstrap:` line. A first start that fails
+/// (a port taken between choosing and binding it) is tried again on new ports.
 fn spawn_kafka(port: u16, dir: Option<&Path>) -> (Child, String) {
+    let restart = dir.is_some_and(|d| d.join("ports").exists());
+    let mut port = port;
+    for _ in 0..2 {
+        match try_spawn_kafka(port, dir) {
+            Ok(started) => return started,
+            Err(log) if !restart => {
+                eprintln!("broker start failed, trying other ports:\n{log}");
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                port = free_port();
+            }
+            Err(log) => panic!("scripts/kafka printed no bootstrap line; its log:\n{log}"),
+        }
+    }
+    try_spawn_kafka(port, dir)
+        .unwrap_or_else(|log| panic!("scripts/kafka printed no bootstrap line; its log:\n{log}"))
+}
+
+fn try_spawn_kafka(port: u16, dir: Option<&Path>) -> Result<(Child, String), String> {
     use std::io::BufRead;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
     let log = std::env::temp_dir().join(format!("windowkeeper-kafka-{port}.log"));
     let log_file = std::fs::File::create(&log).expect("broker log file");
     let mut command = Command::new(&script);
-    command.args(["--port", &port.to_string(), "--heap", "384m", "--exit-with-stdin"]);
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--heap",
+        "384m",
+        "--exit-with-stdin",
+    ]);
     if let Some(dir) = dir {
         command.arg("--dir").arg(dir);
     }
@@ -226,14 +257,11 @@ fn spawn_kafka(port: u16, dir: Option<&Path>) -> (Child, String) {
     });
     // Generous: the first start on a machine may fetch the jars.
     match receiver.recv_timeout(Duration::from_secs(180)) {
-        Ok(bootstrap) => (child, bootstrap),
+        Ok(bootstrap) => Ok((child, bootstrap)),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "scripts/kafka printed no bootstrap line; its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            Err(std::fs::read_to_string(&log).unwrap_or_default())
         }
     }
 }
@@ -454,6 +482,7 @@ pub async fn post_fixture(app: &App, name: &str, at: i64) {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
+    pub offset: i64,
     pub key: Option<String>,
     pub payload: Option<Vec<u8>>,
     pub headers: HashMap<String, String>,
@@ -522,12 +551,49 @@ pub fn read_until(
             }
             records.push(Record {
                 partition: m.partition(),
+                offset: m.offset(),
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 payload: m.payload().map(<[u8]>::to_vec),
                 headers,
             });
         }
     }
+    records
+}
+
+/// Reads every partition of a topic from its start to the end it has now (its high
+/// watermarks, asked first): every record acknowledged before the call is in the result.
+pub fn read_to_end(brokers: &str, topic: &str, within: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "windowkeeper-tests")
+        .create()
+        .expect("test consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        ends.insert(partition.id(), high);
+    }
+    let records = read_until(brokers, topic, within, |records| {
+        ends.iter().all(|(partition, end)| {
+            *end == 0
+                || records
+                    .iter()
+                    .any(|r| r.partition == *partition && r.offset + 1 >= *end)
+        })
+    });
+    assert!(
+        ends.iter().all(|(partition, end)| *end == 0
+            || records
+                .iter()
+                .any(|r| r.partition == *partition && r.offset + 1 >= *end)),
+        "{topic} was not read to its end {ends:?} within {within:?}"
+    );
     records
 }
 
