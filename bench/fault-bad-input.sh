@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Hostile and malformed input against a running windowkeeper receiver (on Tansu): slow drip,
+# Hostile and malformed input against a running windowkeeper receiver (on Kafka, scripts/kafka): slow drip,
 # 1000 idle connections, oversized headers and bodies (declared and chunked), invalid UTF-8,
 # deep nesting, wrong types for every field, a 1000-message batch. bench/tools/bad_input.py
 # prints each case's status code next to README's expected answer, the receiver's VmRSS,
 # and whether it is still alive; then the dead-letter topic is counted by reason.
 #
-# Environment: CLIENT_TIMEOUT (5s), IDLE (1000), WK_BIN, TANSU_BIN, BENCH_OUT.
+# Environment: CLIENT_TIMEOUT (5s), IDLE (1000), WK_BIN, KAFKA_HEAP, BENCH_OUT.
 source "$(dirname "$0")/lib.sh"
 
 CLIENT_TIMEOUT="${CLIENT_TIMEOUT:-5}"
@@ -13,29 +13,22 @@ IDLE="${IDLE:-1000}"
 MAX_BODY=4194304
 
 need_venv
-need_wk
-machine_info | tee "$BENCH_OUT/machine.txt" >&2
+prepare
 # The idle connections need file descriptors on both ends.
 ulimit -n 8192
 
-BROKER_PORT=$(free_port)
-start_tansu "$BROKER_PORT" "memory://tansu/" tansu
-LISTEN=$(free_port)
-ADMIN=$(free_port)
-start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" bad --partitions 3 \
-    --client-timeout "${CLIENT_TIMEOUT}s" --max-body "$MAX_BODY"
-log "tansu on $BROKER_PORT, receiver on $LISTEN (pid $WK_PID)"
+start_stack bad --partitions 3 --client-timeout "${CLIENT_TIMEOUT}s" --max-body "$MAX_BODY"
 
 set +e
-PYTHONPATH="$BENCH_DIR/tools" "$PY" "$BENCH_DIR/tools/bad_input.py" --port "$LISTEN" --pid "$WK_PID" \
+pytool "$BENCH_DIR/tools/bad_input.py" --port "$LISTEN" --pid "$WK_PID" \
     --secret "$SECRET" --max-body "$MAX_BODY" --client-timeout "$CLIENT_TIMEOUT" --idle "$IDLE" \
     | tee "$BENCH_OUT/cases.txt"
 status=${PIPESTATUS[0]}
 set -e
 
-curl -s "http://127.0.0.1:$ADMIN/metrics" >"$BENCH_OUT/receiver-metrics.txt" || true
+save_metrics "$ADMIN" "$BENCH_OUT/receiver-metrics.txt"
 grep -E '^windowkeeper_(webhook_requests_total|signature_failures_total)' "$BENCH_OUT/receiver-metrics.txt" || true
-PYTHONPATH="$BENCH_DIR/tools" "$PY" - "127.0.0.1:$BROKER_PORT" <<'EOF'
+pytool - "127.0.0.1:$BROKER_PORT" <<'EOF'
 import collections, sys
 from wkbench import read_topic
 for topic in ("bad.deadletter", "bad.inbound"):

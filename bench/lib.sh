@@ -2,16 +2,17 @@
 # `spawn` runs in its own session (setsid) and is killed, with its children, on exit.
 #
 # Environment:
-#   WK_BIN     windowkeeper binary (default: target/release/windowkeeper of this repository)
-#   TANSU_BIN  Tansu broker (default: ~/.cargo/bin/tansu)
-#   BENCH_OUT  where logs and results go (default: bench/out/<script>-<UTC time>)
+#   WK_BIN      windowkeeper binary (default: target/release/windowkeeper of this repository)
+#   KAFKA_HEAP  the broker's JVM heap (default 512m); the broker is scripts/kafka (Apache Kafka,
+#               one node on loopback), its log level KAFKA_LOG_LEVEL (default WARN)
+#   BENCH_OUT   where logs and results go (default: bench/out/<script>-<UTC time>)
 
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 WK_BIN="${WK_BIN:-$REPO_DIR/target/release/windowkeeper}"
-TANSU_BIN="${TANSU_BIN:-$HOME/.cargo/bin/tansu}"
+KAFKA_SCRIPT="$REPO_DIR/scripts/kafka"
 PY_VENV="$BENCH_DIR/python-baseline/.venv"
 PY="$PY_VENV/bin/python"
 SECRET="${BENCH_SECRET:-bench-app-secret}"
@@ -41,20 +42,12 @@ trap 'exit 130' INT TERM
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-# spawn NAME CMD...: starts CMD in its own session, logs to $BENCH_OUT/NAME.log; sets SPAWNED_PID.
+# spawn NAME CMD...: starts CMD in its own session, stdout and stderr appended to
+# $BENCH_OUT/NAME.log (a restart under the same NAME adds to it); sets SPAWNED_PID.
 spawn() {
     local name=$1
     shift
-    setsid "$@" >"$BENCH_OUT/$name.log" 2>&1 </dev/null &
-    SPAWNED_PID=$!
-    SPAWNED+=("$SPAWNED_PID")
-}
-
-# spawn_in DIR NAME CMD...: the same, with DIR as working directory.
-spawn_in() {
-    local dir=$1 name=$2
-    shift 2
-    (cd "$dir" && exec setsid "$@") >"$BENCH_OUT/$name.log" 2>&1 </dev/null &
+    setsid "$@" >>"$BENCH_OUT/$name.log" 2>&1 </dev/null &
     SPAWNED_PID=$!
     SPAWNED+=("$SPAWNED_PID")
 }
@@ -101,25 +94,40 @@ wait_http() {
     return 1
 }
 
-# start_tansu PORT STORAGE NAME: STORAGE is memory://tansu/ or sqlite://tansu.db (relative to
-# $WORK_DIR/NAME, the broker's working directory, which survives a restart). Sets TANSU_PID.
-start_tansu() {
-    local port=$1 storage=$2 name=${3:-tansu}
-    mkdir -p "$WORK_DIR/$name"
-    (cd "$WORK_DIR/$name" && RUST_LOG="${TANSU_LOG:-warn}" exec setsid "$TANSU_BIN" broker \
-        --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "$storage") >>"$BENCH_OUT/$name.log" 2>&1 </dev/null &
-    TANSU_PID=$!
-    SPAWNED+=("$TANSU_PID")
-    wait_port "$port" 30
+# start_kafka PORT NAME: scripts/kafka on PORT with its data in $WORK_DIR/NAME (kept: a
+# restart with the same PORT and NAME keeps the topics), log in $BENCH_OUT/NAME.log. Returns
+# once the broker has printed its `bootstrap:` line (60 s at most). Sets KAFKA_PID: with --dir
+# the script execs the JVM, so that is the broker's own pid (and its session's id).
+start_kafka() {
+    local port=$1 name=${2:-kafka} i
+    local log_file="$BENCH_OUT/$name.log" seen
+    seen=$(grep -c '^bootstrap: ' "$log_file" 2>/dev/null || true)
+    spawn "$name" "$KAFKA_SCRIPT" --port "$port" --dir "$WORK_DIR/$name" --heap "${KAFKA_HEAP:-512m}"
+    KAFKA_PID=$SPAWNED_PID
+    for i in $(seq 1 600); do
+        (($(grep -c '^bootstrap: ' "$log_file" || true) > ${seen:-0})) && return 0
+        kill -0 "$KAFKA_PID" 2>/dev/null || { log "the broker exited at start:"; tail -20 "$log_file" >&2; return 1; }
+        sleep 0.1
+    done
+    log "no bootstrap line from the broker after 60 s (see $log_file)"
+    return 1
+}
+
+# start_broker: a broker on a free port; sets BROKER_PORT and KAFKA_PID.
+start_broker() {
+    BROKER_PORT=$(free_port)
+    start_kafka "$BROKER_PORT" kafka
+    log "Kafka on $BROKER_PORT (pid $KAFKA_PID)"
 }
 
 # start_receiver NAME BROKER_PORT LISTEN_PORT ADMIN_PORT PREFIX [EXTRA FLAGS...]: sets WK_PID.
+# Runs the binary under the command in the array WK_WRAPPER if set (e.g. valgrind), and waits
+# READY_WITHIN seconds (default 60) for /readyz.
+WK_WRAPPER=()
 start_receiver() {
     local name=$1 broker=$2 listen=$3 admin=$4 prefix=$5
     shift 5
-    WINDOWKEEPER_LOG="${WINDOWKEEPER_LOG:-warn}" spawn "$name" "$WK_BIN" receiver \
+    WINDOWKEEPER_LOG="${WINDOWKEEPER_LOG:-warn}" spawn "$name" "${WK_WRAPPER[@]}" "$WK_BIN" receiver \
         --kafka-brokers "127.0.0.1:$broker" \
         --listen "127.0.0.1:$listen" --admin-listen "127.0.0.1:$admin" \
         --app-secret "$SECRET" --verify-token "$VERIFY_TOKEN" \
@@ -127,7 +135,19 @@ start_receiver() {
         --topic-window-state "$prefix.window-state" --topic-deadletter "$prefix.deadletter" \
         "$@"
     WK_PID=$SPAWNED_PID
-    wait_http "http://127.0.0.1:$admin/readyz" 60
+    wait_http "http://127.0.0.1:$admin/readyz" "${READY_WITHIN:-60}"
+}
+
+# start_stack PREFIX [RECEIVER FLAGS...]: start_broker, then start_receiver (named "receiver",
+# topics PREFIX.*) on free ports LISTEN and ADMIN.
+start_stack() {
+    local prefix=$1
+    shift
+    start_broker
+    LISTEN=$(free_port)
+    ADMIN=$(free_port)
+    start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" "$prefix" "$@"
+    log "receiver on $LISTEN (pid $WK_PID), admin on $ADMIN"
 }
 
 # start_tracker NAME BROKER_PORT ADMIN_PORT PREFIX [EXTRA FLAGS...]: sets WK_TRACKER_PID.
@@ -140,6 +160,50 @@ start_tracker() {
         --topic-window-state "$prefix.window-state" --topic-deadletter "$prefix.deadletter" \
         "$@"
     WK_TRACKER_PID=$SPAWNED_PID
+}
+
+# need_tool COMMAND: exits with the Debian package to install if COMMAND is missing.
+need_tool() {
+    command -v "$1" >/dev/null || { log "$1 missing: apt-get install -y $1"; exit 1; }
+}
+
+# pytool ARGS...: the bench venv's Python with bench/tools on its path.
+pytool() {
+    PYTHONPATH="$BENCH_DIR/tools" "$PY" "$@"
+}
+
+# save_metrics ADMIN_PORT FILE: a process's /metrics into FILE (nothing if it does not answer).
+save_metrics() {
+    curl -s "http://127.0.0.1:$1/metrics" >"$2" || true
+}
+
+# sign_fixture: BODY = tests/fixtures/text-message.json, SIG = its X-Hub-Signature-256.
+sign_fixture() {
+    BODY="$REPO_DIR/tests/fixtures/text-message.json"
+    SIG="$("$WK_BIN" sign --app-secret "$SECRET" "$BODY")"
+}
+
+# build_nokafka: builds bench/wk-nokafka and sets NOKAFKA_BIN to a copy of it.
+build_nokafka() {
+    log "building bench/wk-nokafka (links this repository's windowkeeper library)"
+    (cd "$BENCH_DIR/wk-nokafka" && cargo build --release -q)
+    NOKAFKA_BIN="$WORK_DIR/wk-nokafka"
+    cp "$BENCH_DIR/wk-nokafka/target/release/wk-nokafka" "$NOKAFKA_BIN"
+}
+
+# start_loadgen URL COUNT RATE CONCURRENCY DEADLINE RUN_ID: bench/tools/loadgen.py in the
+# background, results in $BENCH_OUT/loadgen.json; sets LOADGEN_PID. wait_loadgen waits for it.
+start_loadgen() {
+    pytool "$BENCH_DIR/tools/loadgen.py" --url "$1" --secret "$SECRET" --count "$2" --rate "$3" \
+        --concurrency "$4" --deadline "$5" --run-id "$6" \
+        --out "$BENCH_OUT/loadgen.json" >"$BENCH_OUT/loadgen.log" 2>&1 &
+    LOADGEN_PID=$!
+    SPAWNED+=("$LOADGEN_PID")
+}
+
+wait_loadgen() {
+    wait "$LOADGEN_PID" || { log "load generator failed"; cat "$BENCH_OUT/loadgen.log" >&2; exit 1; }
+    log "load done: $(tail -1 "$BENCH_OUT/loadgen.log")"
 }
 
 need_venv() {
@@ -170,12 +234,34 @@ machine_info() {
     free -h | sed 's/^/  /'
     echo "windowkeeper binary: ${WK_BIN_ORIG:-$WK_BIN} (modified ${WK_BIN_BUILT:-?})"
     echo "repository HEAD at start: $(cd "$REPO_DIR" && git rev-parse --short HEAD)$(cd "$REPO_DIR" && git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted src changes)') (the binary may be older: see its path)"
-    echo "tansu: $("$TANSU_BIN" --version 2>/dev/null)"
+    echo "broker: Apache Kafka $(kafka_version) single node via scripts/kafka, heap ${KAFKA_HEAP:-512m}; $(java -version 2>&1 | head -1)"
+}
+
+kafka_version() {
+    sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$REPO_DIR/scripts/kafka-broker/pom.xml"
+}
+
+# prepare: the binary under test (copied), then machine.txt (also on stderr).
+prepare() {
+    need_wk
+    machine_info | tee "$BENCH_OUT/machine.txt" >&2
 }
 
 # --- wrk runs (bench/http-compare.sh, bench/linger-experiment.sh) ---------------------------
-# Needs: BODY (file), SIG (its X-Hub-Signature-256), RESULTS (tsv), TANSU_PID, CONCURRENCIES,
+# Needs: BODY (file), SIG (its X-Hub-Signature-256), RESULTS (tsv), KAFKA_PID, CONCURRENCIES,
 # DURATION. Appends one row per concurrency to RESULTS.
+
+# wrk_prepare: what both wrk scripts start with: wrk, the venv, the binary, bench/wk-nokafka,
+# the signed fixture and the RESULTS header.
+wrk_prepare() {
+    need_tool wrk
+    need_venv
+    prepare
+    build_nokafka
+    sign_fixture
+    RESULTS="$BENCH_OUT/results.tsv"
+    wrk_header
+}
 
 wrk_header() {
     printf 'target\tconcurrency\trequests\trps\tp50_ms\tp99_ms\tcodes\tserver_cpu_s\tbroker_cpu_s\n' >"$RESULTS"
@@ -193,10 +279,10 @@ run_wrk() {
     WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c16 -d2s -s "$BENCH_DIR/tools/post.lua" "$url" >/dev/null
     for c in $CONCURRENCIES; do
         out="$BENCH_OUT/wrk-$name-c$c.txt"
-        before=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$TANSU_PID")
+        before=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$KAFKA_PID")
         WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$c" -d"$DURATION" --latency --timeout 15s \
             -s "$BENCH_DIR/tools/post.lua" "$url" >"$out"
-        after=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$TANSU_PID")
+        after=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$KAFKA_PID")
         local rps p50 p99 total codes cpu_s cpu_b
         rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
         p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$out")")
@@ -208,3 +294,30 @@ run_wrk() {
     done
 }
 
+
+# wrk_server NAME PORT CMD...: spawns CMD (a server that listens on 127.0.0.1:PORT), runs
+# run_wrk against its /webhook, stops it.
+wrk_server() {
+    local name=$1 port=$2 pid
+    shift 2
+    spawn "$name" "$@"
+    pid=$SPAWNED_PID
+    wait_port "$port" 60
+    log "$name on $port"
+    run_wrk "$name" "http://127.0.0.1:$port/webhook" "$pid"
+    stop_gently "$pid"
+}
+
+# wrk_receiver NAME PREFIX [RECEIVER FLAGS...]: a windowkeeper receiver on free ports (topics
+# PREFIX.*), run_wrk against it, its /metrics into NAME-metrics.txt, stops it.
+wrk_receiver() {
+    local name=$1 prefix=$2 port admin
+    shift 2
+    port=$(free_port)
+    admin=$(free_port)
+    start_receiver "$name" "$BROKER_PORT" "$port" "$admin" "$prefix" "$@"
+    log "windowkeeper receiver $name on $port"
+    run_wrk "$name" "http://127.0.0.1:$port/webhook" "$WK_PID"
+    save_metrics "$admin" "$BENCH_OUT/$name-metrics.txt"
+    stop_gently "$WK_PID"
+}

@@ -1,37 +1,29 @@
 #!/usr/bin/env bash
 # Where the receiver's CPU goes per request: windowkeeper receiver under valgrind's callgrind
 # (this machine's perf has no hardware counters: `perf stat -e instructions true` reports
-# "not supported"), publishing to Tansu, for a bounded wrk run (DURATION, CONCURRENCY) of
+# "not supported"), publishing to Kafka (scripts/kafka), for a bounded wrk run (DURATION, CONCURRENCY) of
 # the pre-signed text-message webhook. Then SIGTERM (callgrind writes its profile on exit)
 # and callgrind_annotate: instructions per request, and the top functions by inclusive cost.
 #
-# Environment: DURATION (20s), CONCURRENCY (16), WK_BIN, TANSU_BIN, BENCH_OUT.
+# Environment: DURATION (20s), CONCURRENCY (16), WK_BIN, KAFKA_HEAP, BENCH_OUT.
 source "$(dirname "$0")/lib.sh"
 
 DURATION="${DURATION:-20s}"
 CONCURRENCY="${CONCURRENCY:-16}"
-command -v valgrind >/dev/null || { log "valgrind missing: apt-get install -y valgrind"; exit 1; }
-need_wk
-machine_info | tee "$BENCH_OUT/machine.txt" >&2
+need_tool valgrind
+need_tool wrk
+prepare
 
-BROKER_PORT=$(free_port)
-start_tansu "$BROKER_PORT" "memory://tansu/" tansu
+start_broker
 LISTEN=$(free_port)
 ADMIN=$(free_port)
 CG_OUT="$BENCH_OUT/callgrind.out"
-WINDOWKEEPER_LOG=warn spawn receiver valgrind --tool=callgrind --callgrind-out-file="$CG_OUT" \
-    --separate-threads=no --collect-atstart=yes \
-    "$WK_BIN" receiver --kafka-brokers "127.0.0.1:$BROKER_PORT" \
-    --listen "127.0.0.1:$LISTEN" --admin-listen "127.0.0.1:$ADMIN" \
-    --app-secret "$SECRET" --verify-token "$VERIFY_TOKEN" --partitions 12 \
-    --topic-inbound prof.inbound --topic-window-events prof.window-events \
-    --topic-window-state prof.window-state --topic-deadletter prof.deadletter
-WK_PID=$SPAWNED_PID
-wait_http "http://127.0.0.1:$ADMIN/readyz" 180
+WK_WRAPPER=(valgrind --tool=callgrind --callgrind-out-file="$CG_OUT" --separate-threads=no --collect-atstart=yes)
+READY_WITHIN=180 start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" prof --partitions 12
+WK_WRAPPER=()
 log "receiver under callgrind ready; wrk -c$CONCURRENCY -d$DURATION"
 
-BODY="$REPO_DIR/tests/fixtures/text-message.json"
-SIG="$("$WK_BIN" sign --app-secret "$SECRET" "$BODY")"
+sign_fixture
 WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$CONCURRENCY" -d"$DURATION" --latency --timeout 30s \
     -s "$BENCH_DIR/tools/post.lua" "http://127.0.0.1:$LISTEN/webhook" | tee "$BENCH_OUT/wrk.txt"
 REQUESTS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/outcome="accepted"/ {print $2}')

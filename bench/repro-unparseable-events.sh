@@ -2,26 +2,21 @@
 # End-to-end consequence of the fuzz findings in tests/fuzz_regressions.rs: signed webhooks
 # that normalize accepts but whose CloudEvent a strict JSON parser (serde_json, and so the
 # tracker) refuses — a text body that is a lone UTF-16 surrogate escape ("\ud800"), and a
-# message carrying a number out of f64 range (1e999) — next to a normal one. Tansu (memory) +
+# message carrying a number out of f64 range (1e999) — next to a normal one. Kafka (scripts/kafka) +
 # receiver + tracker (--service-window 8s --closing-lead 3s). Prints the receiver's answers,
 # whether each inbound record parses strictly, which windows the tracker opened, and any
 # tracker log line about them. Exits 1 if a customer whose webhook got 200 got no window.
 source "$(dirname "$0")/lib.sh"
 
 need_venv
-need_wk
-machine_info >"$BENCH_OUT/machine.txt"
-BROKER_PORT=$(free_port)
-start_tansu "$BROKER_PORT" "memory://tansu/" tansu
-LISTEN=$(free_port)
-ADMIN=$(free_port)
-start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" sg --partitions 3
+prepare
+start_stack sg --partitions 3
 TADMIN=$(free_port)
 WINDOWKEEPER_LOG="info,windowkeeper=debug,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TADMIN" sg \
     --partitions 3 --service-window 8s --closing-lead 3s
 wait_http "http://127.0.0.1:$TADMIN/readyz" 60
 
-PYTHONPATH="$BENCH_DIR/tools" "$PY" - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" <<'PYEOF'
+pytool - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" <<'PYEOF'
 import sys, time, urllib.request
 from wkbench import sign, text_message
 url, secret = sys.argv[1], sys.argv[2]
@@ -43,7 +38,7 @@ PYEOF
 sleep 12
 curl -s "http://127.0.0.1:$TADMIN/metrics" | grep -E '^windowkeeper_window_events_total' || true
 set +e
-PYTHONPATH="$BENCH_DIR/tools" "$PY" - "127.0.0.1:$BROKER_PORT" <<'PYEOF'
+pytool - "127.0.0.1:$BROKER_PORT" <<'PYEOF'
 import json, math, sys
 from wkbench import read_topic
 

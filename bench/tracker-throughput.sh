@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The tracker's end-to-end inbound events per second through Kafka (Tansu).
+# The tracker's end-to-end inbound events per second through Kafka (scripts/kafka).
 #
-# 1. Tansu (memory) + windowkeeper receiver; N customer messages (N distinct customers,
+# 1. Kafka + windowkeeper receiver; N customer messages (N distinct customers,
 #    stamped now) are posted through the receiver, signed, BATCH messages per webhook, so the
 #    inbound topic holds N `whatsapp.message.received` events made by the real normalizer.
 # 2. Then `windowkeeper tracker` starts (default 24 h windows: every message opens one) and
@@ -9,7 +9,7 @@
 # Reports the time from start to ready (group join + restore), from ready to N windows opened,
 # and inbound events/s over the latter; also the tracker's CPU time.
 #
-# Environment: N (50000), BATCH (100), PARTITIONS (12), WK_BIN, TANSU_BIN, BENCH_OUT.
+# Environment: N (50000), BATCH (100), PARTITIONS (12), WK_BIN, KAFKA_HEAP, BENCH_OUT.
 source "$(dirname "$0")/lib.sh"
 
 N="${N:-50000}"
@@ -17,17 +17,12 @@ BATCH="${BATCH:-100}"
 PARTITIONS="${PARTITIONS:-12}"
 
 need_venv
-need_wk
-machine_info | tee "$BENCH_OUT/machine.txt" >&2
+prepare
 
-BROKER_PORT=$(free_port)
-start_tansu "$BROKER_PORT" "memory://tansu/" tansu
-LISTEN=$(free_port)
-ADMIN=$(free_port)
-start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" tt --partitions "$PARTITIONS"
-log "tansu on $BROKER_PORT, receiver on $LISTEN; posting $N messages, $BATCH per webhook"
+start_stack tt --partitions "$PARTITIONS"
+log "posting $N messages, $BATCH per webhook"
 
-PYTHONPATH="$BENCH_DIR/tools" "$PY" - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" "$N" "$BATCH" <<'EOF'
+pytool - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" "$N" "$BATCH" <<'EOF'
 import asyncio, sys, time
 import aiohttp
 from wkbench import batch, sign
@@ -77,7 +72,7 @@ for i in $(seq 1 3000); do # 0.1 s steps, 300 s at most
 done
 T_DONE=$(date +%s.%N)
 CPU=$(python3 "$BENCH_DIR/tools/cpu.py" "$WK_TRACKER_PID")
-curl -s "http://127.0.0.1:$TRACKER_ADMIN/metrics" >"$BENCH_OUT/tracker-metrics.txt" || true
+save_metrics "$TRACKER_ADMIN" "$BENCH_OUT/tracker-metrics.txt"
 python3 - "$N" "$OPENED" "$T0" "$T_READY" "${T_FIRST:-$T_DONE}" "$T_DONE" "$CPU" <<'EOF' | tee "$BENCH_OUT/summary.txt"
 import sys
 n, opened = int(sys.argv[1]), int(float(sys.argv[2]))
