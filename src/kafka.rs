@@ -267,6 +267,12 @@ pub async fn partition_counts(
     })?
 }
 
+enum TopicKind {
+    Inbound,
+    Compacted,
+    Plain,
+}
+
 /// Creates whichever of the four topics are missing (the state topic compacted), then
 /// refuses to go on if the inbound and state topics disagree on partitions.
 pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
@@ -274,16 +280,16 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
     let existing = partition_counts(settings, wait).await?;
     let topics = &settings.topics;
     let wanted = [
-        (&topics.inbound, false),
-        (&topics.window_events, false),
-        (&topics.window_state, true),
-        (&topics.deadletter, false),
+        (&topics.inbound, TopicKind::Inbound),
+        (&topics.window_events, TopicKind::Plain),
+        (&topics.window_state, TopicKind::Compacted),
+        (&topics.deadletter, TopicKind::Plain),
     ];
     let max_message_bytes = settings.max_record_bytes.to_string();
     let new_topics: Vec<NewTopic> = wanted
         .iter()
         .filter(|(name, _)| !existing.contains_key(name.as_str()))
-        .map(|(name, compacted)| {
+        .map(|(name, kind)| {
             // Meta's bodies reach 3 MB; brokers refuse records over 1 MB unless told otherwise.
             let topic = NewTopic::new(
                 name,
@@ -291,10 +297,12 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), SetupError> {
                 TopicReplication::Fixed(settings.replication_factor),
             )
             .set("max.message.bytes", &max_message_bytes);
-            if *compacted {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
+            match kind {
+                TopicKind::Compacted => topic.set("cleanup.policy", "compact"),
+                // The tracker's clock: one broker's time, rising with each partition's log,
+                // whichever receiver wrote the record and however its clock was set.
+                TopicKind::Inbound => topic.set("message.timestamp.type", "LogAppendTime"),
+                TopicKind::Plain => topic,
             }
         })
         .collect();

@@ -457,3 +457,89 @@ async fn user_id_change_moves_the_window() {
         windowkeeper::domain::UnixSeconds(at).to_rfc3339()
     );
 }
+
+/// A tracker paused (SIGSTOP) across a window's end, while the receiver accepts a message
+/// that extends the window: once resumed it closes the window at the extended end, once, and
+/// never at the original end — the extension was appended before that end.
+#[tokio::test(flavor = "multi_thread")]
+async fn paused_tracker_never_closes_a_window_its_backlog_extended() {
+    let broker = Broker::shared();
+    let prefix = unique_prefix("pause");
+    let names = topics(&prefix);
+    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
+    receiver.wait_ready(Duration::from_secs(60)).await;
+    let mut tracker = App::spawn(short_args(AppOptions::new(
+        "tracker",
+        &broker.bootstrap(),
+        &prefix,
+    )));
+    tracker.wait_ready(Duration::from_secs(60)).await;
+
+    let first = now();
+    let message = |at: i64, wamid: &str| {
+        String::from_utf8(with_timestamps(&fixture("text-message.json"), at))
+            .expect("utf-8 fixture")
+            .replace("wamid.", &format!("wamid.{wamid}"))
+    };
+    let post = |body: String| {
+        let url = receiver.webhook_url();
+        async move { post_signed(&url, body.as_bytes()).await.status() }
+    };
+    assert_eq!(post(message(first, "P1")).await, 200);
+    // The window has opened by then (the tracker is ready and idle).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = tracker.proc.pid().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+    };
+    signal("-STOP");
+    // The customer writes again before the first window's warning is due (first + 4).
+    let second = now();
+    assert!(second < first + 4, "the test itself was too slow");
+    assert_eq!(post(message(second, "P2")).await, 200);
+    // Resume well after both ends.
+    let resume_at = second + 6 + 4;
+    tokio::time::sleep(Duration::from_secs((resume_at - now()).max(0) as u64)).await;
+    signal("-CONT");
+
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |r| count_closed(r, SHEENA) >= 1,
+    );
+    tracker.stop_cleanly(Duration::from_secs(30));
+    let events = events_of(&read_to_end(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+    ));
+    // One window: opened once, closed once at the extended end. (Its warning is skipped
+    // when the tracker resumes after the window is over, as after any downtime.)
+    let types = types_for(&events, SHEENA, "customer_service");
+    assert_eq!(
+        types.iter().filter(|t| *t == "opened").count(),
+        1,
+        "{events:#?}"
+    );
+    let closed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "whatsapp.window.closed")
+        .collect();
+    assert_eq!(closed.len(), 1, "{events:#?}");
+    assert_eq!(
+        closed[0]["time"],
+        windowkeeper::domain::UnixSeconds(second + 6).to_rfc3339(),
+        "closed at the extended end, not at the original one"
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "whatsapp.window.closing")
+            .all(|e| e["data"]["expires_at"] == closed[0]["time"]),
+        "{events:#?}"
+    );
+}

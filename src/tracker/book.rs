@@ -41,19 +41,21 @@ impl Outbox {
     }
 }
 
+/// A partition's deadlines, lazily invalidated: an entry whose contact no longer has that
+/// deadline is skipped when popped. Per partition, since each partition has its own clock.
+type Timers = BinaryHeap<Reverse<(UnixSeconds, ContactKey)>>;
+
 #[derive(Default)]
 struct Partition {
     /// Boxed: the index stays dense (a pointer per slot) however large a contact is, which
     /// matters more than the extra allocation at a million contacts.
     contacts: HashMap<ContactKey, Box<Contact>>,
+    timers: Timers,
 }
 
 pub struct Book {
     cfg: Arc<WindowConfig>,
     partitions: HashMap<i32, Partition>,
-    /// Deadlines, lazily invalidated: an entry whose contact no longer has that deadline is
-    /// skipped when popped.
-    timers: BinaryHeap<Reverse<(UnixSeconds, i32, ContactKey)>>,
 }
 
 impl Book {
@@ -61,7 +63,6 @@ impl Book {
         Self {
             cfg: Arc::new(cfg),
             partitions: HashMap::new(),
-            timers: BinaryHeap::new(),
         }
     }
 
@@ -79,11 +80,13 @@ impl Book {
         partition: i32,
         mut contacts: HashMap<ContactKey, Box<Contact>>,
     ) {
+        let mut timers = Timers::new();
         for (key, contact) in &mut contacts {
             contact.armed = None;
-            arm(&mut self.timers, &self.cfg, partition, key, contact);
+            arm(&mut timers, &self.cfg, key, contact);
         }
-        self.partitions.insert(partition, Partition { contacts });
+        self.partitions
+            .insert(partition, Partition { contacts, timers });
     }
 
     /// A revoked partition's state is dropped; its new owner restores it from the state topic.
@@ -115,8 +118,21 @@ impl Book {
         counts
     }
 
+    /// The earliest deadline of any partition.
     pub fn next_timer(&self) -> Option<UnixSeconds> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        self.partitions
+            .keys()
+            .filter_map(|p| self.next_timer_of(*p))
+            .min()
+    }
+
+    /// The earliest deadline of one partition.
+    pub fn next_timer_of(&self, partition: i32) -> Option<UnixSeconds> {
+        self.partitions
+            .get(&partition)?
+            .timers
+            .peek()
+            .map(|Reverse((at, _))| *at)
     }
 
     pub fn contact(&self, partition: i32, key: &ContactKey) -> Option<&Contact> {
@@ -276,12 +292,9 @@ impl Book {
         if *contact != before || forget {
             self.store(partition, key, contact, now, out);
         } else if *contact != Contact::default() {
-            arm(&mut self.timers, &self.cfg, partition, key, &mut contact);
-            self.partitions
-                .entry(partition)
-                .or_default()
-                .contacts
-                .insert(key.clone(), contact);
+            let slot = self.partitions.entry(partition).or_default();
+            arm(&mut slot.timers, &self.cfg, key, &mut contact);
+            slot.contacts.insert(key.clone(), contact);
         }
     }
 
@@ -319,9 +332,9 @@ impl Book {
         out: &mut Outbox,
     ) {
         let forgettable = self.forgettable(&contact, now);
-        let contacts = &mut self.partitions.entry(partition).or_default().contacts;
+        let slot = self.partitions.entry(partition).or_default();
         if forgettable {
-            contacts.remove(key);
+            slot.contacts.remove(key);
             out.states.push((partition, key.clone(), None));
             return;
         }
@@ -330,28 +343,36 @@ impl Book {
             key.clone(),
             Some(state_record(key, &contact, now)),
         ));
-        arm(&mut self.timers, &self.cfg, partition, key, &mut contact);
-        contacts.insert(key.clone(), contact);
+        arm(&mut slot.timers, &self.cfg, key, &mut contact);
+        slot.contacts.insert(key.clone(), contact);
     }
 
     fn forgettable(&self, contact: &Contact, now: UnixSeconds) -> bool {
         contact.windows.is_forgettable(now, &self.cfg) && contact.alias_target(now).is_none()
     }
 
-    /// Fires every timer due at `now`.
+    /// Fires every timer of every partition due at `now`.
     pub fn tick(&mut self, now: UnixSeconds, out: &mut Outbox) {
-        while let Some(Reverse((at, _, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, partition, key))) = self.timers.pop() else {
-                break;
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            self.tick_partition(partition, now, out);
+        }
+    }
+
+    /// Fires every timer of one partition due at `now`, that partition's clock.
+    pub fn tick_partition(&mut self, partition: i32, now: UnixSeconds, out: &mut Outbox) {
+        loop {
+            let Some(slot) = self.partitions.get_mut(&partition) else {
+                return;
             };
-            let Some(contact) = self
-                .partitions
-                .get_mut(&partition)
-                .and_then(|p| p.contacts.get_mut(&key))
-            else {
+            if slot.timers.peek().is_none_or(|Reverse((at, _))| *at > now) {
+                return;
+            }
+            let Some(Reverse((at, key))) = slot.timers.pop() else {
+                return;
+            };
+            let Some(contact) = slot.contacts.get_mut(&key) else {
                 continue;
             };
             // A stale entry: the contact was re-armed for an earlier instant since.
@@ -361,7 +382,7 @@ impl Book {
             contact.armed = None;
             // Its deadline moved later (an extension): wait for that instead.
             if next_deadline(contact, &self.cfg).is_some_and(|next| next > now) {
-                arm(&mut self.timers, &self.cfg, partition, &key, contact);
+                arm(&mut slot.timers, &self.cfg, &key, contact);
                 continue;
             }
             let cfg = Arc::clone(&self.cfg);
@@ -377,13 +398,7 @@ impl Book {
 
 /// Gives a contact a timer entry for its next deadline, unless it already has one that fires
 /// no later: an extension then costs no new entry, and the old one re-arms when it fires.
-fn arm(
-    timers: &mut BinaryHeap<Reverse<(UnixSeconds, i32, ContactKey)>>,
-    cfg: &WindowConfig,
-    partition: i32,
-    key: &ContactKey,
-    contact: &mut Contact,
-) {
+fn arm(timers: &mut Timers, cfg: &WindowConfig, key: &ContactKey, contact: &mut Contact) {
     let Some(at) = next_deadline(contact, cfg) else {
         return;
     };
@@ -391,7 +406,7 @@ fn arm(
         return;
     }
     contact.armed = Some(at);
-    timers.push(Reverse((at, partition, key.clone())));
+    timers.push(Reverse((at, key.clone())));
 }
 
 /// The next instant this contact needs attention: a warning or close, the end of its alias,

@@ -13,6 +13,9 @@ use crate::window::{message_opens_window, ContactWindows, Input, WindowConfig};
 pub const TYPE_MOVED: &str = "windowkeeper.contact.moved";
 pub const TYPE_ALIAS: &str = "windowkeeper.contact.alias";
 pub const TYPE_FORWARDED: &str = "windowkeeper.contact.forwarded";
+/// A record a tracker appends to an idle partition whose timers are due: its append time
+/// moves the partition's clock, so timers fire at the same place in the log in every run.
+pub const TYPE_TICK: &str = "windowkeeper.clock.tick";
 
 /// Error code of a failed send that proves the customer service window is closed.
 const RE_ENGAGEMENT_ERROR: i64 = 131_047;

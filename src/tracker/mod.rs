@@ -11,7 +11,7 @@ mod restore;
 mod tests;
 
 pub use book::{Book, EmittedEvent, Outbox};
-pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED};
+pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED, TYPE_TICK};
 pub use records::{read_state_record, Contact, TYPE_STATE};
 
 use std::collections::{HashMap, HashSet};
@@ -37,6 +37,8 @@ use crate::metrics::{KafkaOperation, Metrics};
 
 /// Most records handled in one batch (one round of acknowledgements and one commit).
 const MAX_BATCH: usize = 2000;
+/// How long a tick may stay unseen before another is appended.
+const TICK_RETRY: Duration = Duration::from_secs(1);
 /// How long the state restore of an assignment may take before the tracker gives up.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -125,6 +127,11 @@ pub struct Tracker {
     /// restart from the committed offset, handles it). Partitions that stay with this member
     /// through an incremental rebalance keep their epoch and their fetched records.
     epochs: HashMap<i32, u64>,
+    /// Per assigned partition, the latest append time among the records processed since it
+    /// was assigned: the only clock timers fire by, so output depends on the log alone.
+    clocks: HashMap<i32, UnixSeconds>,
+    /// When a tick was last appended to a partition, so one is in flight at a time.
+    ticks_sent: HashMap<i32, Instant>,
     last_gauges: Instant,
 }
 
@@ -176,6 +183,8 @@ impl Tracker {
             pending_rebalances: Vec::new(),
             assigned: HashSet::new(),
             epochs: HashMap::new(),
+            clocks: HashMap::new(),
+            ticks_sent: HashMap::new(),
             last_gauges: Instant::now(),
         })
     }
@@ -208,7 +217,7 @@ impl Tracker {
             self.handle_rebalances().await?;
             let mut outbox = Outbox::default();
             let mut offsets: HashMap<i32, i64> = HashMap::new();
-            let now = UnixSeconds::now();
+            let wall = UnixSeconds::now();
             for record in batch.drain(..) {
                 // Fetched before a rebalance: its partition's new owner handles it.
                 if record.epoch != self.epoch_of(record.partition)
@@ -220,7 +229,14 @@ impl Tracker {
                 if let Some(arrival) = record.arrival {
                     self.metrics
                         .input_lag
-                        .set((now.0 - arrival.0).max(0) as f64);
+                        .set((wall.0 - arrival.0).max(0) as f64);
+                }
+                // Every record, ticks included, moves its partition's clock; whatever fell
+                // due before it was appended happens before it is applied.
+                let clock = self.advance_clock(record.partition, record.arrival);
+                if let Some(clock) = clock {
+                    self.book
+                        .tick_partition(record.partition, clock, &mut outbox);
                 }
                 if record.undecodable {
                     // Never silently: an operator must see that an input was skipped.
@@ -235,14 +251,16 @@ impl Tracker {
                 let (Some(key), Some(value)) = (record.key, record.value) else {
                     continue;
                 };
+                // Only a record without a timestamp (pre-0.10 format) falls back to our clock.
+                let now = clock.unwrap_or(wall);
                 let arrival = record.arrival.unwrap_or(now).min(now);
                 self.book
                     .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
-            self.book.tick(now, &mut outbox);
             if self.write(outbox, &stop).await {
                 self.commit(&offsets);
             }
+            self.request_ticks(wall).await;
             self.update_gauges(false);
         }
         self.update_gauges(true);
@@ -306,6 +324,65 @@ impl Tracker {
         }
     }
 
+    fn advance_clock(&mut self, partition: i32, at: Option<UnixSeconds>) -> Option<UnixSeconds> {
+        let clock = match (self.clocks.get(&partition).copied(), at) {
+            (Some(clock), Some(at)) => clock.max(at),
+            (clock, at) => clock.or(at)?,
+        };
+        self.clocks.insert(partition, clock);
+        Some(clock)
+    }
+
+    /// Appends a tick to each assigned partition whose next timer is due by the wall clock
+    /// but not by the partition's own: once the tick comes back, every record appended
+    /// before it has been processed, and its append time fires the timer. A paused or
+    /// lagging tracker thus never closes a window that a record in its backlog extended.
+    async fn request_ticks(&mut self, wall: UnixSeconds) {
+        let mut due = Vec::new();
+        for &partition in &self.assigned {
+            let Some(at) = self.book.next_timer_of(partition) else {
+                continue;
+            };
+            let behind = self.clocks.get(&partition).is_none_or(|clock| *clock < at);
+            let in_flight = self
+                .ticks_sent
+                .get(&partition)
+                .is_some_and(|sent| sent.elapsed() < TICK_RETRY);
+            if at <= wall && behind && !in_flight {
+                due.push(partition);
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let payloads: Vec<(i32, Vec<u8>)> = due
+            .iter()
+            .map(|partition| (*partition, tick_record(*partition, wall)))
+            .collect();
+        let records: Vec<OutboundRecord<'_>> = payloads
+            .iter()
+            .map(|(partition, payload)| OutboundRecord {
+                topic: &self.kafka.topics.inbound,
+                key: None,
+                payload: Some(payload),
+                partition: Some(*partition),
+                headers: CLOUDEVENT_HEADERS,
+            })
+            .collect();
+        match self.publisher.publish_all(&records).await {
+            Ok(()) => {
+                for partition in due {
+                    self.ticks_sent.insert(partition, Instant::now());
+                }
+            }
+            Err(error) => {
+                // Timers wait; the next round asks again.
+                self.metrics.kafka_error(KafkaOperation::Publish);
+                tracing::warn!(%error, "cannot append clock ticks");
+            }
+        }
+    }
+
     fn epoch_of(&self, partition: i32) -> u64 {
         self.epochs.get(&partition).copied().unwrap_or_default()
     }
@@ -319,6 +396,8 @@ impl Tracker {
                     for partition in &partitions {
                         self.book.drop_partition(*partition);
                         self.assigned.remove(partition);
+                        self.clocks.remove(partition);
+                        self.ticks_sent.remove(partition);
                     }
                     tracing::info!(?partitions, "partitions revoked; their state dropped");
                 }
@@ -369,18 +448,27 @@ impl Tracker {
         Ok(())
     }
 
+    /// Until a partition's next timer is due by the wall clock (to append its tick), or until
+    /// an unanswered tick may be repeated; at most a second, to notice rebalances.
     fn time_to_next_timer(&self) -> Duration {
-        // Wake at least once a second to notice rebalances on a quiet topic.
-        let cap = Duration::from_secs(1);
-        match self.book.next_timer() {
-            Some(at) => {
-                let due = UNIX_EPOCH + Duration::from_secs(at.0.max(0) as u64);
-                due.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO)
-                    .min(cap)
-            }
-            None => cap,
+        let mut wait = Duration::from_secs(1);
+        for partition in &self.assigned {
+            let Some(at) = self.book.next_timer_of(*partition) else {
+                continue;
+            };
+            let due = UNIX_EPOCH + Duration::from_secs(at.0.max(0) as u64);
+            let until_due = due
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            let until_retry = self
+                .ticks_sent
+                .get(partition)
+                .map_or(Duration::ZERO, |sent| {
+                    TICK_RETRY.saturating_sub(sent.elapsed())
+                });
+            wait = wait.min(until_due.max(until_retry));
         }
+        wait
     }
 
     /// Writes a batch's output in the order that makes a crash harmless, retrying until Kafka
@@ -544,6 +632,18 @@ async fn publish_until_acknowledged(
             }
         }
     }
+}
+
+/// A tick: no key, no contact, only its append time matters.
+fn tick_record(partition: i32, wall: UnixSeconds) -> Vec<u8> {
+    let id = format!("tick:{partition}:{}", wall.0);
+    records::routing_record(
+        &ContactKey::from_raw(&format!("~tick:{partition}")),
+        TYPE_TICK,
+        &id,
+        wall,
+        serde_json::json!({}),
+    )
 }
 
 fn epoch_seconds_f64() -> f64 {
