@@ -80,6 +80,15 @@ pub enum GroupProtocol {
     Consumer,
 }
 
+/// What the tracker promises about its output.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Events, state and consumed offsets in one Kafka transaction per batch.
+    ExactlyOnce,
+    /// For brokers without transactions: a crash can repeat events, with the same ids.
+    AtLeastOnce,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -221,6 +230,14 @@ pub struct TrackerArgs {
         default_value = "classic"
     )]
     pub group_protocol: GroupProtocol,
+    /// exactly-once (Kafka transactions) or at-least-once (brokers without transactions).
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_PROCESSING_GUARANTEE",
+        value_enum,
+        default_value = "exactly-once"
+    )]
+    pub processing_guarantee: ProcessingGuarantee,
     /// Tracker consumer group.
     #[arg(
         long,
@@ -484,6 +501,7 @@ pub struct TrackerSettings {
     pub group_instance_id: Option<String>,
     pub session_timeout: Duration,
     pub group_protocol: GroupProtocol,
+    pub processing_guarantee: ProcessingGuarantee,
 }
 
 impl TrackerArgs {
@@ -509,6 +527,7 @@ impl TrackerArgs {
                 .filter(|id| !id.trim().is_empty()),
             session_timeout: self.session_timeout,
             group_protocol: self.group_protocol,
+            processing_guarantee: self.processing_guarantee,
         })
     }
 }

@@ -74,6 +74,12 @@ fn apply_properties(config: &mut ClientConfig, settings: &KafkaSettings) {
 /// acks=all and idempotence: a record acknowledged once is stored once, even across retries.
 /// Those two are set last so no property can weaken the promise behind a 200.
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> {
+    producer_config(settings)
+        .create()
+        .map_err(SetupError::Client)
+}
+
+fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     let timeout_ms = settings
         .publish_timeout
         .as_millis()
@@ -90,11 +96,22 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> 
         .set("message.timeout.ms", &timeout_ms)
         .set("request.timeout.ms", &timeout_ms);
     apply_properties(&mut config, settings);
+    config.set("acks", "all").set("enable.idempotence", "true");
     config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
+}
+
+/// The tracker's exactly-once producer: the same settings as [`producer`], plus a
+/// transactional id. A crashed instance's open transaction blocks read_committed readers of
+/// its partitions until the broker aborts it, hence the short transaction timeout.
+pub fn transactional_producer(
+    settings: &KafkaSettings,
+    transactional_id: &str,
+) -> Result<FutureProducer, KafkaError> {
+    let mut config = producer_config(settings);
+    config
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", "10000")
         .create()
-        .map_err(SetupError::Client)
 }
 
 /// The producer every component writes through. After a failed publish it is replaced by a

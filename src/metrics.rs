@@ -84,6 +84,8 @@ pub enum KafkaOperation {
     Metadata,
     /// A consumed record that could not be read.
     Decode,
+    /// A tracker transaction that was aborted or failed.
+    Transaction,
 }
 
 impl KafkaOperation {
@@ -94,6 +96,7 @@ impl KafkaOperation {
             Self::Commit => "commit",
             Self::Metadata => "metadata",
             Self::Decode => "decode",
+            Self::Transaction => "transaction",
         }
     }
 }

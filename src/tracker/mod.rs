@@ -9,6 +9,7 @@ mod records;
 mod restore;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 pub use book::{Book, EmittedEvent, Outbox};
 pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED, TYPE_TICK};
@@ -30,7 +31,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{GroupProtocol, KafkaSettings, TrackerSettings};
+use crate::config::{GroupProtocol, KafkaSettings, ProcessingGuarantee, TrackerSettings};
 use crate::domain::{ContactKey, UnixSeconds};
 use crate::kafka::{OutboundRecord, Publisher, CLOUDEVENT_HEADERS};
 use crate::metrics::{KafkaOperation, Metrics};
@@ -52,6 +53,12 @@ pub enum TrackerError {
     Restore(#[from] restore::RestoreError),
     #[error("the consumer failed: {0}")]
     Consume(KafkaError),
+    #[error("cannot start the tracker's transactional producer: {0}")]
+    Transactions(KafkaError),
+    #[error(transparent)]
+    Fenced(#[from] transaction::TransactionError),
+    #[error("cannot rewind to the committed offsets: {0}")]
+    Rewind(KafkaError),
 }
 
 enum RebalanceEvent {
@@ -114,6 +121,9 @@ struct Inbound {
 pub struct Tracker {
     consumer: StreamConsumer<RebalanceContext>,
     publisher: Arc<Publisher>,
+    /// Exactly once: every batch's output and offsets in one transaction. `None` for
+    /// at-least-once, where output is published, then offsets committed.
+    transactions: Option<transaction::Transactions>,
     kafka: KafkaSettings,
     book: Book,
     metrics: Arc<Metrics>,
@@ -171,9 +181,21 @@ impl Tracker {
         let consumer: StreamConsumer<RebalanceContext> = config
             .create_with_context(context)
             .map_err(TrackerError::Consumer)?;
+        let transactions = match settings.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => None,
+            ProcessingGuarantee::ExactlyOnce => {
+                let id = transactional_id(&settings);
+                tracing::info!(transactional_id = id, "exactly-once output");
+                Some(
+                    transaction::Transactions::new(kafka, &id)
+                        .map_err(TrackerError::Transactions)?,
+                )
+            }
+        };
         Ok(Self {
             consumer,
             publisher,
+            transactions,
             kafka: kafka.clone(),
             book: Book::new(settings.windows),
             metrics,
@@ -257,7 +279,9 @@ impl Tracker {
                 self.book
                     .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
-            if self.write(outbox, &stop).await {
+            if self.transactions.is_some() {
+                self.write_transaction(&outbox, &offsets).await?;
+            } else if self.write(&outbox, &stop).await {
                 self.commit(&offsets);
             }
             self.request_ticks(wall).await;
@@ -418,6 +442,11 @@ impl Tracker {
             .filter(|p| !self.book.has_partition(*p))
             .collect();
         let started = Instant::now();
+        if self.transactions.is_some() && !missing.is_empty() {
+            // A previous owner's transaction still pending would otherwise be missing from
+            // the restore but count in the offsets once it commits.
+            self.committed_offsets(&missing)?;
+        }
         let kafka = self.kafka.clone();
         let restored = tokio::task::spawn_blocking(move || {
             restore::read_partitions(
@@ -474,34 +503,118 @@ impl Tracker {
     /// Writes a batch's output in the order that makes a crash harmless, retrying until Kafka
     /// takes it: state that ran ahead of what Kafka holds must not be left behind. Returns
     /// false only when shutdown interrupted it (the input's offsets must then stay uncommitted).
-    async fn write(&mut self, outbox: Outbox, stop: &CancellationToken) -> bool {
+    async fn write(&mut self, outbox: &Outbox, stop: &CancellationToken) -> bool {
         if outbox.is_empty() {
             return true;
         }
-        let topics = &self.kafka.topics;
-        let mut first: Vec<OutboundRecord<'_>> =
-            Vec::with_capacity(outbox.routed.len() + outbox.events.len());
-        for (key, payload) in &outbox.routed {
-            first.push(OutboundRecord {
-                topic: &topics.inbound,
-                key: Some(key.as_str()),
-                payload: Some(payload),
-                partition: None,
-                headers: CLOUDEVENT_HEADERS,
-            });
-        }
-        for event in &outbox.events {
-            first.push(OutboundRecord {
-                topic: &topics.window_events,
-                key: Some(event.key.as_str()),
-                payload: Some(&event.payload),
-                partition: None,
-                headers: CLOUDEVENT_HEADERS,
-            });
-        }
+        let (first, states) = output_records(&self.kafka.topics, outbox);
         if !publish_until_acknowledged(&self.publisher, &first, &self.metrics, stop).await {
             return false;
         }
+        self.note_emitted(outbox);
+        tracing::debug!(
+            events = outbox.events.len(),
+            routed = outbox.routed.len(),
+            states = outbox.states.len(),
+            "batch output acknowledged; writing state"
+        );
+        publish_until_acknowledged(&self.publisher, &states, &self.metrics, stop).await
+    }
+
+    /// Exactly once: the batch's output and its input's offsets in one transaction. An
+    /// aborted transaction leaves the book ahead of Kafka, so the assigned partitions are
+    /// rebuilt from what Kafka committed and their input is read again.
+    async fn write_transaction(
+        &mut self,
+        outbox: &Outbox,
+        offsets: &HashMap<i32, i64>,
+    ) -> Result<(), TrackerError> {
+        if outbox.is_empty() && offsets.is_empty() {
+            return Ok(());
+        }
+        let Some(transactions) = &self.transactions else {
+            return Ok(());
+        };
+        let (mut records, states) = output_records(&self.kafka.topics, outbox);
+        records.extend(states);
+        let result = match (self.offset_list(offsets), self.consumer.group_metadata()) {
+            (Ok(list), Some(group)) => transactions.commit(&records, &list, &group).await,
+            (Err(error), _) => Err(transaction::TransactionError::Aborted(error.to_string())),
+            (_, None) => Err(transaction::TransactionError::Aborted(
+                "no consumer group metadata yet".into(),
+            )),
+        };
+        match result {
+            Ok(()) => {
+                self.note_emitted(outbox);
+                Ok(())
+            }
+            Err(transaction::TransactionError::Aborted(reason)) => {
+                self.metrics.kafka_error(KafkaOperation::Transaction);
+                tracing::warn!(%reason, "transaction aborted; rebuilding the assigned partitions from Kafka");
+                self.rewind().await
+            }
+            Err(fatal) => {
+                self.metrics.kafka_error(KafkaOperation::Transaction);
+                Err(fatal.into())
+            }
+        }
+    }
+
+    /// Forgets every assigned partition's state and reads it again from the state topic,
+    /// then moves the consumer back to the committed offsets.
+    async fn rewind(&mut self) -> Result<(), TrackerError> {
+        let partitions: Vec<i32> = self.assigned.iter().copied().collect();
+        for partition in &partitions {
+            self.book.drop_partition(*partition);
+            self.clocks.remove(partition);
+            self.ticks_sent.remove(partition);
+            *self.epochs.entry(*partition).or_default() += 1;
+        }
+        self.restore(&partitions).await?;
+        let topic = self.kafka.topics.inbound.clone();
+        let committed = self.committed_offsets(&partitions)?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(&topic, element.partition(), offset, Duration::from_secs(10))
+                .map_err(TrackerError::Rewind)?;
+        }
+        Ok(())
+    }
+
+    /// The group's committed offsets of the inbound partitions. Under read_committed this
+    /// waits until no transaction of an earlier owner is pending on them (KIP-447), so what
+    /// is restored afterwards matches the offsets.
+    fn committed_offsets(&self, partitions: &[i32]) -> Result<TopicPartitionList, TrackerError> {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            list.add_partition(&self.kafka.topics.inbound, *partition);
+        }
+        tokio::task::block_in_place(|| {
+            self.consumer
+                .committed_offsets(list, Duration::from_secs(60))
+        })
+        .map_err(TrackerError::Rewind)
+    }
+
+    fn offset_list(&self, offsets: &HashMap<i32, i64>) -> Result<TopicPartitionList, KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in offsets {
+            list.add_partition_offset(
+                &self.kafka.topics.inbound,
+                *partition,
+                Offset::Offset(*offset),
+            )?;
+        }
+        Ok(list)
+    }
+
+    /// Metrics and printing for events Kafka now holds.
+    fn note_emitted(&self, outbox: &Outbox) {
         let now = epoch_seconds_f64();
         for event in &outbox.events {
             self.metrics.window_event(event.type_name);
@@ -514,47 +627,15 @@ impl Tracker {
                 println!("{}", String::from_utf8_lossy(&event.payload));
             }
         }
-        tracing::debug!(
-            events = outbox.events.len(),
-            routed = outbox.routed.len(),
-            states = outbox.states.len(),
-            "batch output acknowledged; writing state"
-        );
-        let states: Vec<OutboundRecord<'_>> = outbox
-            .states
-            .iter()
-            .map(|(partition, key, value)| OutboundRecord {
-                topic: &topics.window_state,
-                key: Some(key.as_str()),
-                payload: value.as_deref(),
-                partition: Some(*partition),
-                headers: if value.is_some() {
-                    CLOUDEVENT_HEADERS
-                } else {
-                    &[]
-                },
-            })
-            .collect();
-        publish_until_acknowledged(&self.publisher, &states, &self.metrics, stop).await
     }
 
     fn commit(&self, offsets: &HashMap<i32, i64>) {
         if offsets.is_empty() {
             return;
         }
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in offsets {
-            if list
-                .add_partition_offset(
-                    &self.kafka.topics.inbound,
-                    *partition,
-                    Offset::Offset(*offset),
-                )
-                .is_err()
-            {
-                return;
-            }
-        }
+        let Ok(list) = self.offset_list(offsets) else {
+            return;
+        };
         if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
             // The next batch's commit covers these offsets too.
             self.metrics.kafka_error(KafkaOperation::Commit);
@@ -632,6 +713,62 @@ async fn publish_until_acknowledged(
             }
         }
     }
+}
+
+/// Routed records and events, then state records (written once those are acknowledged when
+/// there is no transaction).
+fn output_records<'a>(
+    topics: &'a crate::config::Topics,
+    outbox: &'a Outbox,
+) -> (Vec<OutboundRecord<'a>>, Vec<OutboundRecord<'a>>) {
+    let mut first = Vec::with_capacity(outbox.routed.len() + outbox.events.len());
+    for (key, payload) in &outbox.routed {
+        first.push(OutboundRecord {
+            topic: &topics.inbound,
+            key: Some(key.as_str()),
+            payload: Some(payload),
+            partition: None,
+            headers: CLOUDEVENT_HEADERS,
+        });
+    }
+    for event in &outbox.events {
+        first.push(OutboundRecord {
+            topic: &topics.window_events,
+            key: Some(event.key.as_str()),
+            payload: Some(&event.payload),
+            partition: None,
+            headers: CLOUDEVENT_HEADERS,
+        });
+    }
+    let states = outbox
+        .states
+        .iter()
+        .map(|(partition, key, value)| OutboundRecord {
+            topic: &topics.window_state,
+            key: Some(key.as_str()),
+            payload: value.as_deref(),
+            partition: Some(*partition),
+            headers: if value.is_some() {
+                CLOUDEVENT_HEADERS
+            } else {
+                &[]
+            },
+        })
+        .collect();
+    (first, states)
+}
+
+/// Stable across restarts of a static member (a restart fences its predecessor's open
+/// transaction at once); unique otherwise.
+fn transactional_id(settings: &TrackerSettings) -> String {
+    let instance = settings.group_instance_id.clone().unwrap_or_else(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos:x}", std::process::id())
+    });
+    format!("{}.{instance}", settings.group_id)
 }
 
 /// A tick: no key, no contact, only its append time matters.

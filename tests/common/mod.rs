@@ -540,61 +540,78 @@ pub fn read_until(
             break;
         }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let mut headers = HashMap::new();
-            if let Some(h) = m.headers() {
-                for header in h.iter() {
-                    headers.insert(
-                        header.key.to_owned(),
-                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                    );
-                }
-            }
-            records.push(Record {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                payload: m.payload().map(<[u8]>::to_vec),
-                headers,
-            });
+            records.push(to_record(&m));
         }
     }
     records
 }
 
+fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let mut headers = HashMap::new();
+    if let Some(h) = m.headers() {
+        for header in h.iter() {
+            headers.insert(
+                header.key.to_owned(),
+                String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+            );
+        }
+    }
+    Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
 /// Reads every partition of a topic from its start to the end it has now (its high
-/// watermarks, asked first): every record acknowledged before the call is in the result.
+/// watermarks, asked first): every record acknowledged (or committed) before the call is in
+/// the result. Positions, not offsets of records, say when an end is reached: the last
+/// offsets of a transactional topic are markers no consumer is handed.
 pub fn read_to_end(brokers: &str, topic: &str, within: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "windowkeeper-tests")
+        .set("enable.auto.commit", "false")
         .create()
         .expect("test consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("topic metadata");
     let mut ends: HashMap<i32, i64> = HashMap::new();
+    let mut list = TopicPartitionList::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
         let (_, high) = consumer
             .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
             .expect("watermarks");
         ends.insert(partition.id(), high);
+        list.add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .expect("partition");
     }
-    let records = read_until(brokers, topic, within, |records| {
-        ends.iter().all(|(partition, end)| {
+    consumer.assign(&list).expect("assign");
+    let deadline = Instant::now() + within;
+    let mut records = Vec::new();
+    loop {
+        let positions = consumer.position().expect("positions");
+        let reached = ends.iter().all(|(partition, end)| {
             *end == 0
-                || records
-                    .iter()
-                    .any(|r| r.partition == *partition && r.offset + 1 >= *end)
-        })
-    });
-    assert!(
-        ends.iter().all(|(partition, end)| *end == 0
-            || records
-                .iter()
-                .any(|r| r.partition == *partition && r.offset + 1 >= *end)),
-        "{topic} was not read to its end {ends:?} within {within:?}"
-    );
-    records
+                || matches!(
+                    positions.find_partition(topic, *partition).map(|p| p.offset()),
+                    Some(Offset::Offset(at)) if at >= *end
+                )
+        });
+        if reached {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} was not read to its end {ends:?} within {within:?}"
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            records.push(to_record(&m));
+        }
+    }
 }
 
 /// Reads a topic for a while and returns everything (for "nothing was published" checks).
