@@ -133,6 +133,9 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
         stop.clone(),
     ));
 
+    // A tracker that fails stops the process with a non-zero exit: its partitions must go to
+    // a member that works.
+    let tracker_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let tracker_restored = match tracker_settings {
         Some(settings) => {
             let tracker = crate::tracker::Tracker::new(
@@ -146,9 +149,13 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
             let restored = tracker.restored_flag();
             let stop = stop.clone();
             let failed = stop.clone();
+            let failure = tracker_failure.clone();
             tasks.spawn(async move {
                 if let Err(error) = tracker.run(stop).await {
                     tracing::error!(%error, "tracker stopped");
+                    if let Ok(mut slot) = failure.lock() {
+                        *slot = Some(error.to_string());
+                    }
                     failed.cancel();
                 }
             });
@@ -194,5 +201,8 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
     while tasks.join_next().await.is_some() {}
     publisher.flush(Duration::from_secs(10));
     tracing::info!("stopped");
-    Ok(())
+    match tracker_failure.lock().ok().and_then(|mut slot| slot.take()) {
+        Some(error) => Err(StartError::Tracker(error)),
+        None => Ok(()),
+    }
 }

@@ -38,6 +38,8 @@ use crate::metrics::{KafkaOperation, Metrics};
 
 /// Most records handled in one batch (one round of acknowledgements and one commit).
 const MAX_BATCH: usize = 2000;
+/// How long a failed transactional producer may take to be replaced.
+const RENEW_DEADLINE: Duration = Duration::from_secs(180);
 /// How long a tick may stay unseen before another is appended.
 const TICK_RETRY: Duration = Duration::from_secs(1);
 /// How long the state restore of an assignment may take before the tracker gives up.
@@ -554,9 +556,34 @@ impl Tracker {
                 tracing::warn!(%reason, "transaction aborted; rebuilding the assigned partitions from Kafka");
                 self.rewind().await
             }
-            Err(fatal) => {
+            Err(transaction::TransactionError::Failed(error)) => {
                 self.metrics.kafka_error(KafkaOperation::Transaction);
-                Err(fatal.into())
+                tracing::warn!(%error, "transactional producer failed; renewing it and rebuilding the assigned partitions");
+                self.renew_producer().await?;
+                self.rewind().await
+            }
+            Err(fenced) => {
+                self.metrics.kafka_error(KafkaOperation::Transaction);
+                Err(fenced.into())
+            }
+        }
+    }
+
+    /// A new transactional producer, retried while the coordinator is unavailable (a broker
+    /// restarting) for up to a few minutes.
+    async fn renew_producer(&mut self) -> Result<(), TrackerError> {
+        let Some(transactions) = self.transactions.as_mut() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        loop {
+            match transactions.renew() {
+                Ok(()) => return Ok(()),
+                Err(error) if started.elapsed() < RENEW_DEADLINE => {
+                    tracing::warn!(%error, "cannot renew the transactional producer yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(TrackerError::Transactions(error)),
             }
         }
     }

@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -26,6 +27,20 @@ pub enum RestoreError {
     },
 }
 
+/// Partition EOF is how a restore knows it is done, not an error to log; librdkafka's own
+/// connection errors are reported once at warn level.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "state restore consumer");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 pub type Restored = HashMap<i32, HashMap<ContactKey, Box<Contact>>>;
 
 /// Reads every given partition of the state topic from its start to its current end; the
@@ -40,14 +55,14 @@ pub fn read_partitions(
         topic: topic.to_owned(),
         source,
     };
-    let consumer: BaseConsumer = base_config(kafka)
+    let consumer: BaseConsumer<RestoreContext> = base_config(kafka)
         .set("group.id", "windowkeeper-restore")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
-        .create()
+        .create_with_context(RestoreContext)
         .map_err(failed)?;
     let mut restored: Restored = partitions.iter().map(|p| (*p, HashMap::new())).collect();
     if partitions.is_empty() {
@@ -82,7 +97,15 @@ pub fn read_partitions(
                 unfinished.remove(&partition);
                 continue;
             }
-            Some(Err(error)) => return Err(failed(error)),
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                return Err(failed(KafkaError::MessageConsumptionFatal(code)))
+            }
+            // Transient (a broker restarting, a connection lost): librdkafka reconnects on
+            // its own, and the deadline bounds the wait.
+            Some(Err(error)) => {
+                tracing::debug!(%error, "restore consumer: transient error");
+                continue;
+            }
             Some(Ok(message)) => message,
         };
         let partition = message.partition();

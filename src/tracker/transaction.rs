@@ -22,15 +22,20 @@ pub enum TransactionError {
     /// read_committed consumers, and its input must be processed again.
     #[error("transaction aborted: {0}")]
     Aborted(String),
-    /// This producer can write no more: fenced by a newer instance with the same
-    /// transactional id, or a fatal client error.
-    #[error("transactional producer failed for good: {0}")]
-    Fatal(KafkaError),
+    /// The producer failed for good (e.g. the coordinator lost its transaction state in a
+    /// broker crash): a new producer with the same id resolves the open transaction first.
+    #[error("transactional producer failed: {0}")]
+    Failed(KafkaError),
+    /// A newer instance took over this transactional id or this group membership: this
+    /// instance must write no more.
+    #[error("fenced by a newer instance: {0}")]
+    Fenced(KafkaError),
 }
 
 pub struct Transactions {
     producer: FutureProducer,
-    publish_timeout: Duration,
+    settings: KafkaSettings,
+    id: String,
 }
 
 impl Transactions {
@@ -41,8 +46,19 @@ impl Transactions {
         producer.init_transactions(CALL_TIMEOUT)?;
         Ok(Self {
             producer,
-            publish_timeout: settings.publish_timeout,
+            settings: settings.clone(),
+            id: transactional_id.to_owned(),
         })
+    }
+
+    /// Replaces a failed producer by a new one with the same transactional id; its
+    /// `init_transactions` completes or aborts whatever the old one left open, so no record
+    /// of the old one can land after the new one's.
+    pub fn renew(&mut self) -> Result<(), KafkaError> {
+        let producer = transactional_producer(&self.settings, &self.id)?;
+        tokio::task::block_in_place(|| producer.init_transactions(CALL_TIMEOUT))?;
+        self.producer = producer;
+        Ok(())
     }
 
     /// Writes `records` and commits `offsets` for the group, atomically. On any error the
@@ -56,9 +72,10 @@ impl Transactions {
         self.producer
             .begin_transaction()
             .map_err(|e| self.classify(e))?;
-        if let Err(error) = publish_all(&self.producer, records, self.publish_timeout).await {
+        let timeout = self.settings.publish_timeout;
+        if let Err(error) = publish_all(&self.producer, records, timeout).await {
             let reason = match error {
-                PublishError::Refused(e) if is_fatal(&e) => return Err(TransactionError::Fatal(e)),
+                PublishError::Refused(e) if is_fatal(&e) => return Err(self.classify(e)),
                 other => other.to_string(),
             };
             return Err(self.abort(reason));
@@ -75,7 +92,7 @@ impl Transactions {
         // The calls wait for the coordinator; keep the runtime's other tasks moving.
         match tokio::task::block_in_place(finish) {
             Ok(()) => Ok(()),
-            Err(error) if is_fatal(&error) => Err(TransactionError::Fatal(error)),
+            Err(error) if is_fatal(&error) || is_fenced(&error) => Err(self.classify(error)),
             Err(error) => Err(self.abort(error.to_string())),
         }
     }
@@ -83,17 +100,34 @@ impl Transactions {
     fn abort(&self, reason: String) -> TransactionError {
         match tokio::task::block_in_place(|| self.producer.abort_transaction(CALL_TIMEOUT)) {
             Ok(()) => TransactionError::Aborted(reason),
-            Err(error) => TransactionError::Fatal(error),
+            Err(error) => self.classify(error),
         }
     }
 
     fn classify(&self, error: KafkaError) -> TransactionError {
-        if is_fatal(&error) {
-            TransactionError::Fatal(error)
+        if is_fenced(&error) {
+            TransactionError::Fenced(error)
+        } else if is_fatal(&error) {
+            TransactionError::Failed(error)
         } else {
             TransactionError::Aborted(error.to_string())
         }
     }
+}
+
+fn is_fenced(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{
+        FencedInstanceId, InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed,
+    };
+    error.rdkafka_error_code().is_some_and(|code| {
+        matches!(
+            code,
+            ProducerFenced
+                | InvalidProducerEpoch
+                | FencedInstanceId
+                | TransactionalIdAuthorizationFailed
+        )
+    })
 }
 
 /// A call librdkafka says may be repeated (a timeout, a coordinator moving) is, a few times;

@@ -1,0 +1,144 @@
+//! Exactly once, as a `read_committed` consumer of the window events sees it: every window
+//! opened and closed exactly once (records counted, not distinct ids) while a tracker is
+//! killed under load, a second one joins and leaves, and the broker itself restarts.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::sync::Mutex;
+
+fn message(customer: &str, at: i64) -> Vec<u8> {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"88","display_phone_number":"1"}},"messages":[{{"id":"wamid.X{customer}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
+    let mut broker = Broker::own();
+    let prefix = unique_prefix("eos");
+    let names = topics(&prefix);
+    let mut receiver = App::spawn(
+        AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--publish-timeout", "3s"),
+    );
+    receiver.wait_ready(Duration::from_secs(60)).await;
+    let tracker = || {
+        App::spawn(
+            AppOptions::new("tracker", &broker.bootstrap(), &prefix)
+                .arg("--service-window", "10s")
+                .arg("--closing-lead", "3s")
+                .arg("--session-timeout", "6s"),
+        )
+    };
+    let mut first = tracker();
+    first.wait_ready(Duration::from_secs(60)).await;
+
+    // Four clients, each with a new customer every 100 ms for about 14 s; Meta retries
+    // whatever is refused.
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 120;
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut load = Vec::new();
+    for client_number in 0..CLIENTS {
+        let acknowledged = acknowledged.clone();
+        let url = receiver.webhook_url();
+        load.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..PER_CLIENT {
+                let customer = format!("US.9{client_number}{n:04}");
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let body = message(&customer, now());
+                    let status = client
+                        .post(&url)
+                        .header("x-hub-signature-256", sign(&body))
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16());
+                    if matches!(status, Ok(200)) {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{customer} never accepted");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                acknowledged.lock().await.push(format!("88:{customer}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+
+    // Killed twice under load: the second time while it restores or catches up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.proc.kill();
+    let mut first = tracker();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.proc.kill();
+    let mut first = tracker();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut second = tracker();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    second.stop_cleanly(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart();
+    for client in load {
+        client.await.expect("load");
+    }
+    let customers = acknowledged.lock().await.clone();
+    assert_eq!(customers.len(), CLIENTS * PER_CLIENT);
+
+    // Until every window has closed, then stop the tracker so nothing more can come.
+    let closed_all = |records: &[Record]| {
+        let closed: std::collections::HashSet<String> = records
+            .iter()
+            .map(Record::json)
+            .filter(|e| e["type"] == "whatsapp.window.closed")
+            .filter_map(|e| e["subject"].as_str().map(str::to_owned))
+            .collect();
+        customers.iter().all(|c| closed.contains(c))
+    };
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(120),
+        closed_all,
+    );
+    first.stop_cleanly(Duration::from_secs(30));
+    let records = read_to_end(&broker.bootstrap(), &names.events, Duration::from_secs(60));
+
+    let mut counts: HashMap<(String, String), usize> = HashMap::new();
+    for event in records.iter().map(Record::json) {
+        let subject = event["subject"].as_str().unwrap_or_default().to_owned();
+        let kind = event["type"].as_str().unwrap_or_default().to_owned();
+        *counts.entry((subject, kind)).or_default() += 1;
+    }
+    let mut wrong = Vec::new();
+    for customer in &customers {
+        for (kind, allowed) in [
+            ("whatsapp.window.opened", 1..=1),
+            ("whatsapp.window.closing", 0..=1),
+            ("whatsapp.window.closed", 1..=1),
+        ] {
+            let n = counts
+                .get(&(customer.clone(), kind.to_owned()))
+                .copied()
+                .unwrap_or_default();
+            if !allowed.contains(&n) {
+                wrong.push(format!("{customer} {kind} x{n}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} windows not exactly once: {:?}\nfirst tracker:\n{}",
+        wrong.len(),
+        customers.len(),
+        &wrong[..wrong.len().min(10)],
+        first.stderr()
+    );
+}
