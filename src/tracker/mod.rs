@@ -1,7 +1,9 @@
 //! The window tracker: consumes the inbound topic in a consumer group, keeps each contact's
-//! windows, and writes window events and state. Per batch: events (and routed records) are
-//! acknowledged first, then state, then offsets — so a crash can only repeat work, with the
-//! same deterministic ids, never lose it.
+//! windows, and writes window events and state. Time is each partition's log time (append
+//! times, and ticks appended to idle partitions), so output depends on the log alone. Per
+//! batch, exactly once: events, routed records, state and offsets in one transaction; or
+//! at-least-once: events (and routed records) acknowledged first, then state, then offsets —
+//! so a crash can only repeat work, with the same deterministic ids, never lose it.
 
 mod book;
 mod input;
