@@ -32,12 +32,18 @@ kill -TERM "$WK_PID"
 for i in $(seq 1 600); do kill -0 "$WK_PID" 2>/dev/null || break; sleep 0.1; done
 wait "$WK_PID" 2>/dev/null || true
 
-TOTAL=$(callgrind_annotate "$CG_OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+# (awk reads to the end: an early exit would SIGPIPE callgrind_annotate and, with pipefail,
+# end this script.)
+TOTAL=$(callgrind_annotate "$CG_OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t {gsub(",", "", $1); t=$1} END {print t}')
 echo "program total instructions: $TOTAL over $REQUESTS accepted requests (start-up included)"
 python3 -c "import sys; t,r=int(sys.argv[1]),int(float(sys.argv[2])); print(f'= {t/r:,.0f} instructions per request')" "$TOTAL" "$REQUESTS"
+# top_rows N FILE: the first N cost rows of a callgrind_annotate output, cut to 220 columns.
+top_rows() {
+    awk -v n="$1" '/^ *[0-9,]+ \(/ && n-- > 0' "$2" | cut -c1-220
+}
 callgrind_annotate --inclusive=yes --threshold=99 "$CG_OUT" >"$BENCH_OUT/inclusive.txt" 2>/dev/null || true
 callgrind_annotate --threshold=99 "$CG_OUT" >"$BENCH_OUT/exclusive.txt" 2>/dev/null || true
 echo "--- top inclusive (see $BENCH_OUT/inclusive.txt)"
-grep -E '^ *[0-9,]+ \(' "$BENCH_OUT/inclusive.txt" | head -45 | cut -c1-220
+top_rows 45 "$BENCH_OUT/inclusive.txt"
 echo "--- top exclusive (see $BENCH_OUT/exclusive.txt)"
-grep -E '^ *[0-9,]+ \(' "$BENCH_OUT/exclusive.txt" | head -30 | cut -c1-220
+top_rows 30 "$BENCH_OUT/exclusive.txt"
