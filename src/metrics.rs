@@ -119,6 +119,7 @@ pub struct Metrics {
     pub kafka_errors: Family<OperationLabels, Counter>,
     pub open_windows: Family<WindowLabels, Gauge>,
     pub window_events: Family<TypeLabels, Counter>,
+    pub rejected_inputs: Family<ReasonLabels, Counter>,
     pub restore_duration: Histogram,
     pub input_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub timer_lateness: Histogram,
@@ -190,6 +191,12 @@ impl Metrics {
             "Window events emitted and acknowledged, by type",
             Family::<TypeLabels, Counter>::default(),
         );
+        let rejected_inputs = register(
+            &mut registry,
+            "rejected_inputs",
+            "Inbound items never applied to a window (a timestamp that cannot be right), by reason",
+            Family::<ReasonLabels, Counter>::default(),
+        );
         let restore_duration = register(
             &mut registry,
             "restore_duration_seconds",
@@ -222,6 +229,7 @@ impl Metrics {
             kafka_errors,
             open_windows,
             window_events,
+            rejected_inputs,
             restore_duration,
             input_lag,
             timer_lateness,

@@ -14,6 +14,7 @@ use super::input::{
 };
 use super::records::{routing_record, state_record, window_event, window_event_id, Alias, Contact};
 use crate::domain::{ContactKey, UnixSeconds, WaId};
+use crate::window::sanity::{self, Implausible};
 use crate::window::{EventType, WindowConfig, WindowEvent, WindowKind};
 
 /// Everything one batch of inputs or one tick must write, in the order it must be written:
@@ -24,6 +25,8 @@ pub struct Outbox {
     pub events: Vec<EmittedEvent>,
     /// `(partition, key, value)`; `None` is a tombstone.
     pub states: Vec<(i32, ContactKey, Option<Vec<u8>>)>,
+    /// Inputs refused by the sanity rules, with their contact: counted and logged.
+    pub rejected: Vec<(ContactKey, Implausible)>,
 }
 
 pub struct EmittedEvent {
@@ -190,6 +193,11 @@ impl Book {
                 }
             }
             TrackerInput::Rules { input, wa_id } => {
+                // Never applied, so the contact's later items are judged as if it never came.
+                if let Err(implausible) = sanity::check(&input, arrival) {
+                    out.rejected.push((key.clone(), implausible));
+                    return;
+                }
                 let cfg = Arc::clone(&self.cfg);
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.windows.apply(&input, arrival, &cfg, events);

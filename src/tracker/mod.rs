@@ -283,6 +283,15 @@ impl Tracker {
                 self.book
                     .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
+            for (contact, implausible) in outbox.rejected.drain(..) {
+                self.metrics
+                    .rejected_inputs
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: implausible.reason(),
+                    })
+                    .inc();
+                tracing::warn!(contact = %contact, reason = implausible.reason(), "inbound item not applied: its timestamp cannot be right");
+            }
             if self.transactions.is_some() {
                 self.write_transaction(&outbox, &offsets).await?;
             } else if self.write(&outbox, &stop).await {

@@ -288,3 +288,27 @@ fn a_closed_contact_is_forgotten_with_a_tombstone_once_nothing_can_matter() {
     );
     assert!(book.next_timer().is_none());
 }
+
+#[test]
+fn a_timestamp_in_milliseconds_is_refused_and_does_not_poison_the_contact() {
+    let mut book = Book::new(cfg());
+    let sheena = key("100:US.1");
+    let out = feed(
+        &mut book,
+        &sheena,
+        message(T0 * 1000, "wamid.MS", false),
+        T0,
+    );
+    assert!(out.events.is_empty() && out.states.is_empty());
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].1.reason(), "timestamp_ahead");
+    // The next message opens the window as if the refused one had never come.
+    let out = feed(
+        &mut book,
+        &sheena,
+        message(T0 + 1, "wamid.OK", false),
+        T0 + 1,
+    );
+    assert_eq!(event_types(&out), ["opened"]);
+    assert!(out.rejected.is_empty());
+}

@@ -81,6 +81,7 @@
 mod config;
 mod event;
 mod record;
+pub mod sanity;
 mod state;
 
 #[cfg(test)]

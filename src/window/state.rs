@@ -35,6 +35,17 @@ pub enum Input {
     ReEngagementFailed { at: UnixSeconds },
 }
 
+impl Input {
+    /// Meta's timestamp of the item.
+    pub fn at(&self) -> UnixSeconds {
+        match self {
+            Self::CustomerMessage { at, .. }
+            | Self::BusinessSent { at, .. }
+            | Self::ReEngagementFailed { at } => *at,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) enum Status {
     #[default]
