@@ -27,6 +27,8 @@ pub struct Outbox {
     pub states: Vec<(i32, ContactKey, Option<Vec<u8>>)>,
     /// Inputs refused by the sanity rules, with their contact: counted and logged.
     pub rejected: Vec<(ContactKey, Implausible)>,
+    /// Routing records (by type) that could not be read, with their key: counted and logged.
+    pub unreadable: Vec<(ContactKey, &'static str)>,
 }
 
 pub struct EmittedEvent {
@@ -180,6 +182,9 @@ impl Book {
         let original = alias_target.as_ref().map(|_| value.clone());
         match decode(value, &self.cfg) {
             TrackerInput::Ignored => {}
+            TrackerInput::Unreadable(record_type) => {
+                out.unreadable.push((key.clone(), record_type))
+            }
             TrackerInput::Forwarded { event, hops } => {
                 if hops > MAX_FORWARD_HOPS {
                     tracing::warn!(contact = %key, hops, "dropping a forwarded record caught in a routing loop");

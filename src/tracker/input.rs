@@ -36,6 +36,9 @@ pub enum TrackerInput {
     Forwarded { event: Box<Value>, hops: u8 },
     /// Nothing the windows care about.
     Ignored,
+    /// One of the tracker's own routing records (this type) that cannot be read: never
+    /// dropped quietly, since the state it carries is lost with it.
+    Unreadable(&'static str),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,20 +90,20 @@ pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
         return TrackerInput::Ignored;
     };
     match envelope.event_type.as_str() {
-        TYPE_MOVED => {
-            serde_json::from_value(envelope.data).map_or(TrackerInput::Ignored, TrackerInput::Moved)
-        }
+        TYPE_MOVED => serde_json::from_value(envelope.data)
+            .map_or(TrackerInput::Unreadable(TYPE_MOVED), TrackerInput::Moved),
         TYPE_ALIAS => serde_json::from_value::<AliasData>(envelope.data)
-            .map_or(TrackerInput::Ignored, |a| TrackerInput::Alias {
-                target: a.target,
+            .map_or(TrackerInput::Unreadable(TYPE_ALIAS), |a| {
+                TrackerInput::Alias { target: a.target }
             }),
         TYPE_FORWARDED => serde_json::from_value::<ForwardedData>(envelope.data).map_or(
-            TrackerInput::Ignored,
+            TrackerInput::Unreadable(TYPE_FORWARDED),
             |f| TrackerInput::Forwarded {
                 event: Box::new(f.event),
                 hops: f.hops,
             },
         ),
+        TYPE_TICK => TrackerInput::Ignored,
         inbound => {
             let data: Data = serde_json::from_value(envelope.data).unwrap_or_default();
             decode_inbound(inbound, data, cfg)

@@ -283,6 +283,10 @@ impl Tracker {
                 self.book
                     .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
+            for (contact, record_type) in outbox.unreadable.drain(..) {
+                self.metrics.kafka_error(KafkaOperation::Decode);
+                tracing::error!(contact = %contact, record_type, "skipping a routing record that cannot be read");
+            }
             for (contact, implausible) in outbox.rejected.drain(..) {
                 self.metrics
                     .rejected_inputs

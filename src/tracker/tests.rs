@@ -312,3 +312,16 @@ fn a_timestamp_in_milliseconds_is_refused_and_does_not_poison_the_contact() {
     assert_eq!(event_types(&out), ["opened"]);
     assert!(out.rejected.is_empty());
 }
+
+#[test]
+fn an_unreadable_routing_record_is_reported_not_dropped_quietly() {
+    let mut book = Book::new(cfg());
+    for record_type in [TYPE_MOVED, TYPE_ALIAS, TYPE_FORWARDED] {
+        let garbled =
+            json!({"specversion": "1.0", "type": record_type, "id": "r", "data": {"windows": 7}});
+        let out = feed(&mut book, &key("100:US.1"), garbled, T0);
+        assert_eq!(out.unreadable.len(), 1, "{record_type}");
+        assert_eq!(out.unreadable[0].1, record_type);
+        assert!(out.events.is_empty() && out.states.is_empty());
+    }
+}
