@@ -25,6 +25,7 @@ async fn run_without_a_broker_shows_a_window_open_warn_and_close() {
     );
     assert!(stderr.contains("keeps nothing across restarts"), "{stderr}");
     assert!(stderr.contains("bootstrap servers: 127.0.0.1:"), "{stderr}");
+    app.assert_no_error_lines();
     assert!(
         stderr.contains(&format!("http://127.0.0.1:{}/webhook", app.listen)),
         "{stderr}"

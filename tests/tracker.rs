@@ -149,6 +149,7 @@ async fn window_opens_warns_and_closes_on_time() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert_eq!(printed.len(), 3, "{}", app.stdout());
+    app.assert_no_error_lines();
 
     // The state topic holds the contact's current state, validated too.
     let states = read_until(

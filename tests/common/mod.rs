@@ -397,6 +397,17 @@ impl App {
         std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
     }
 
+    /// A normal start and run logs nothing at ERROR level.
+    pub fn assert_no_error_lines(&self) {
+        let stderr = self.stderr();
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(
+            errors.is_empty(),
+            "ERROR lines in a normal run:\n{}",
+            errors.join("\n")
+        );
+    }
+
     /// SIGTERM and a clean exit (code 0) within `within`, or the test fails with the log.
     pub fn stop_cleanly(&mut self, within: Duration) {
         let code = self.proc.terminate(within);
