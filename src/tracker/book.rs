@@ -214,8 +214,18 @@ impl Book {
                     remember_phone_number(contact, key, wa_id, opened, now, routed);
                 });
             }
-            TrackerInput::UserIdChanged { to, wa_id } => {
+            TrackerInput::UserIdChanged { to, wa_id, at } => {
                 if &to == key {
+                    return;
+                }
+                // A newer change of this id already moved its state on: this one is older.
+                let superseded = self
+                    .contact(partition, key)
+                    .and_then(|c| c.alias.as_deref())
+                    .and_then(|alias| alias.changed_at)
+                    .zip(at)
+                    .is_some_and(|(newer, at)| newer >= at);
+                if superseded {
                     return;
                 }
                 let cfg_until =
@@ -226,6 +236,7 @@ impl Book {
                     from: key.clone(),
                     windows: previous.windows,
                     wa_id: wa_id.or(previous.wa_id),
+                    changed_at: at,
                 };
                 let id = format!("{}:moved:{}", key.as_str(), to.as_str());
                 out.routed.push((
@@ -237,12 +248,38 @@ impl Book {
                     alias: Some(Box::new(Alias {
                         target: to,
                         until: cfg_until,
+                        changed_at: at,
                     })),
                     ..Contact::default()
                 };
                 self.store(partition, key, Box::new(stub), now, out);
             }
             TrackerInput::Moved(moved) => {
+                // This id was itself changed by a newer change than the one that moved the
+                // state here: the state follows to the newest id.
+                let onward = self
+                    .contact(partition, key)
+                    .and_then(|c| c.alias.as_deref())
+                    .filter(|alias| alias.until > now && alias.target != *key)
+                    .filter(|alias| {
+                        alias
+                            .changed_at
+                            .is_some_and(|newer| moved.changed_at.is_none_or(|older| older < newer))
+                    })
+                    .map(|alias| alias.target.clone());
+                if let Some(target) = onward {
+                    let id = format!(
+                        "{}:moved:{}:{}",
+                        key.as_str(),
+                        target.as_str(),
+                        moved.changed_at.map_or(0, |at| at.0)
+                    );
+                    out.routed.push((
+                        target.clone(),
+                        routing_record(&target, TYPE_MOVED, &id, now, &moved),
+                    ));
+                    return;
+                }
                 let cfg = Arc::clone(&self.cfg);
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.alias = None;
@@ -265,6 +302,7 @@ impl Book {
                         from: key.clone(),
                         windows: previous.windows,
                         wa_id: None,
+                        changed_at: None,
                     };
                     let id = format!("{}:moved:{}", key.as_str(), target.as_str());
                     out.routed.push((
@@ -273,7 +311,11 @@ impl Book {
                     ));
                 }
                 let stub = Contact {
-                    alias: Some(Box::new(Alias { target, until })),
+                    alias: Some(Box::new(Alias {
+                        target,
+                        until,
+                        changed_at: None,
+                    })),
                     ..Contact::default()
                 };
                 self.store(partition, key, Box::new(stub), now, out);

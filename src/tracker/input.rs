@@ -27,7 +27,12 @@ pub enum TrackerInput {
     /// Something for the window rules, plus the ids it names.
     Rules { input: Input, wa_id: Option<WaId> },
     /// The customer's BSUID changed: move the state from this key to `to`.
-    UserIdChanged { to: ContactKey, wa_id: Option<WaId> },
+    /// `at`: when the change happened (Meta's timestamp), which orders several changes.
+    UserIdChanged {
+        to: ContactKey,
+        wa_id: Option<WaId>,
+        at: Option<UnixSeconds>,
+    },
     /// State of the same customer under an old key, arriving at its new key.
     Moved(MovedState),
     /// Inputs for this (wa_id) key belong to `target` (the BSUID key).
@@ -47,6 +52,10 @@ pub struct MovedState {
     pub windows: ContactWindows,
     #[serde(default)]
     pub wa_id: Option<WaId>,
+    /// Set when a user id change caused the move: its time decides which of several
+    /// changes is the newest, whatever order they are delivered in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<UnixSeconds>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,7 +132,8 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
                 return TrackerInput::Ignored;
             };
             if let Some(new_user_id) = changed_user_id(&message) {
-                return moved_to(data.phone_number_id.as_deref(), new_user_id, wa_id);
+                let at = timestamp(&message);
+                return moved_to(data.phone_number_id.as_deref(), new_user_id, wa_id, at);
             }
             rules(customer_message(&message, cfg), wa_id)
         }
@@ -143,10 +153,12 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
                         .and_then(|u| u.get("wa_id"))
                         .and_then(Value::as_str)
                         .map(WaId::new);
+                    let at = data.user_id_update.as_ref().and_then(timestamp);
                     moved_to(
                         data.phone_number_id.as_deref(),
                         current,
                         update_wa_id.or(wa_id),
+                        at,
                     )
                 }
                 None => TrackerInput::Ignored,
@@ -156,11 +168,17 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
     }
 }
 
-fn moved_to(phone_number_id: Option<&str>, new_user_id: &str, wa_id: Option<WaId>) -> TrackerInput {
+fn moved_to(
+    phone_number_id: Option<&str>,
+    new_user_id: &str,
+    wa_id: Option<WaId>,
+    at: Option<UnixSeconds>,
+) -> TrackerInput {
     match phone_number_id {
         Some(pnid) => TrackerInput::UserIdChanged {
             to: ContactKey::from_raw(&format!("{pnid}:{new_user_id}")),
             wa_id,
+            at,
         },
         None => TrackerInput::Ignored,
     }

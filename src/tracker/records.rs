@@ -140,6 +140,10 @@ impl PartialEq for Contact {
 pub struct Alias {
     pub target: ContactKey,
     pub until: UnixSeconds,
+    /// Set when a user id change made this alias: state moved here by an older change
+    /// follows it on to the newer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<UnixSeconds>,
 }
 
 impl Contact {

@@ -325,3 +325,72 @@ fn an_unreadable_routing_record_is_reported_not_dropped_quietly() {
         assert!(out.events.is_empty() && out.states.is_empty());
     }
 }
+
+fn user_id_changed(from: &str, to: &str, at: i64) -> Value {
+    json!({"specversion": "1.0", "type": "whatsapp.contact.user_id_changed", "id": format!("u{to}"), "data": {
+        "phone_number_id": "100", "wa_id": "15550001",
+        "user_id_update": {"wa_id": "15550001", "user_id": {"previous": from, "current": to}, "timestamp": at.to_string()}}})
+}
+
+/// Applies records as Kafka would: each in turn, and whatever they route is delivered next
+/// (before later input). Returns every window event type emitted, by key.
+fn run_to_quiet(
+    book: &mut Book,
+    inputs: Vec<(ContactKey, Value)>,
+    at: i64,
+) -> Vec<(String, String)> {
+    let mut emitted = Vec::new();
+    let mut queue: std::collections::VecDeque<(ContactKey, Value)> = inputs.into();
+    let mut steps = 0;
+    while let Some((key, value)) = queue.pop_front() {
+        steps += 1;
+        assert!(steps < 100, "routing does not settle");
+        let out = feed(book, &key, value, at);
+        for event in &out.events {
+            emitted.push((event.key.as_str().to_owned(), event.type_name.to_owned()));
+        }
+        for (target, payload) in out.routed {
+            queue.push_back((
+                target,
+                serde_json::from_slice(&payload).expect("routed JSON"),
+            ));
+        }
+    }
+    emitted
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    /// A -> B, then B -> C (and A -> C directly in some runs), delivered in any order and
+    /// interleaved with the message that opened the window: the window ends under C, once.
+    #[test]
+    fn user_id_changes_in_any_order_end_at_the_newest_id(
+        order in Just(vec![0usize, 1, 2, 3]).prop_shuffle(),
+        skip_direct in proptest::bool::ANY,
+    ) {
+        let (a, b, c) = (key("100:US.A"), key("100:US.B"), key("100:US.C"));
+        let all = [
+            (a.clone(), message(T0, "wamid.A1", false)),
+            (a.clone(), user_id_changed("US.A", "US.B", T0 + 1)),
+            (b.clone(), user_id_changed("US.B", "US.C", T0 + 2)),
+            (a.clone(), user_id_changed("US.A", "US.C", T0 + 2)),
+        ];
+        let inputs: Vec<(ContactKey, Value)> = order
+            .iter()
+            .filter(|i| !(skip_direct && **i == 3))
+            .map(|i| all[*i].clone())
+            .collect();
+        let mut book = Book::new(cfg());
+        let emitted = run_to_quiet(&mut book, inputs, T0 + 3);
+        let opened = emitted.iter().filter(|(_, t)| t == "whatsapp.window.opened").count();
+        prop_assert!(opened <= 1, "{emitted:?}");
+        let open_under = |k: &ContactKey| {
+            book.contact(PARTITION, k)
+                .and_then(|c| c.windows.customer_service())
+                .is_some_and(|w| w.is_open())
+        };
+        prop_assert!(open_under(&c), "window not under the newest id: {emitted:?}");
+        prop_assert!(!open_under(&a) && !open_under(&b), "{emitted:?}");
+    }
+}
