@@ -959,10 +959,11 @@ impl<'a> Peek<'a> for CallPeek<'a> {
         let to = self.to.string()?;
         // The customer is the caller unless the business placed the call. Without a
         // direction, a call from the business's own number is business-initiated.
-        let business_initiated = match self.direction.string()? {
-            Some(direction) => direction.eq_ignore_ascii_case("BUSINESS_INITIATED"),
-            None => from.is_some() && from == cx.scope.display_phone_number,
-        };
+        let business_initiated = !crate::domain::customer_placed_call(
+            self.direction.string()?,
+            from,
+            cx.scope.display_phone_number,
+        );
         let (from_user_id, to_user_id) = (self.from_user_id.string()?, self.to_user_id.string()?);
         let (user_id, wa_id) = if business_initiated {
             (to_user_id, to)

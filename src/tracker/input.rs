@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{ContactKey, MessageId, UnixSeconds, WaId};
+use crate::domain::{customer_placed_call, ContactKey, MessageId, UnixSeconds, WaId};
 use crate::window::{message_opens_window, ContactWindows, Input, WindowConfig};
 
 /// Records the tracker itself routes through the inbound topic, to reach the partition that
@@ -82,6 +82,8 @@ struct Data {
     #[serde(default)]
     phone_number_id: Option<String>,
     #[serde(default)]
+    display_phone_number: Option<String>,
+    #[serde(default)]
     wa_id: Option<String>,
     #[serde(default)]
     message: Option<Value>,
@@ -137,7 +139,12 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
             }
             rules(customer_message(&message, cfg), wa_id)
         }
-        "whatsapp.call.received" => rules(data.call.as_ref().and_then(user_call), wa_id),
+        "whatsapp.call.received" => rules(
+            data.call
+                .as_ref()
+                .and_then(|call| user_call(call, data.display_phone_number.as_deref())),
+            wa_id,
+        ),
         "whatsapp.status.updated" => rules(data.status.as_ref().and_then(business_status), wa_id),
         "whatsapp.contact.user_id_changed" => {
             let current = data
@@ -217,14 +224,13 @@ fn customer_message(message: &Value, cfg: &WindowConfig) -> Option<Input> {
 }
 
 /// A call the customer placed opens the window, answered or not.
-fn user_call(call: &Value) -> Option<Input> {
-    let direction = call.get("direction").and_then(Value::as_str)?;
-    let event = call
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or("connect");
+fn user_call(call: &Value, business_number: Option<&str>) -> Option<Input> {
+    let text = |field: &str| call.get(field).and_then(Value::as_str);
+    let event = text("event").unwrap_or("connect");
     // `terminate` of the same call repeats it; only its start counts.
-    if !direction.eq_ignore_ascii_case("USER_INITIATED") || event == "terminate" {
+    if !customer_placed_call(text("direction"), text("from"), business_number)
+        || event == "terminate"
+    {
         return None;
     }
     Some(Input::CustomerMessage {
@@ -402,5 +408,22 @@ mod tests {
             );
             assert!(matches!(input, TrackerInput::Ignored));
         }
+    }
+
+    /// Without a `direction`, the caller's number decides, as it does for the normalizer.
+    #[test]
+    fn a_call_without_direction_opens_only_when_the_customer_placed_it() {
+        let call = |from: &str| {
+            decode(
+                event(
+                    "whatsapp.call.received",
+                    json!({"display_phone_number": "15550001111",
+                           "call": {"id": "c", "timestamp": "1", "event": "connect", "from": from}}),
+                ),
+                &cfg(),
+            )
+        };
+        assert!(matches!(call("16505551234"), TrackerInput::Rules { .. }));
+        assert!(matches!(call("15550001111"), TrackerInput::Ignored));
     }
 }
