@@ -142,6 +142,21 @@ impl fmt::Display for ContactKey {
     }
 }
 
+/// Whether the customer placed a call: Meta's `direction` says so when present (anything but
+/// `BUSINESS_INITIATED`); without one, a call from the business's own number is the
+/// business's. The one rule for both the normalizer (whose contact a call is) and the tracker
+/// (whether it opens the window).
+pub fn customer_placed_call(
+    direction: Option<&str>,
+    from: Option<&str>,
+    business_number: Option<&str>,
+) -> bool {
+    match direction {
+        Some(direction) => !direction.eq_ignore_ascii_case("BUSINESS_INITIATED"),
+        None => from.is_none() || from != business_number,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,20 +196,5 @@ mod tests {
             UnixSeconds(1_795_250_000).to_rfc3339(),
             "2026-11-21T08:33:20Z"
         );
-    }
-}
-
-/// Whether the customer placed a call: Meta's `direction` says so when present (anything but
-/// `BUSINESS_INITIATED`); without one, a call from the business's own number is the
-/// business's. The one rule for both the normalizer (whose contact a call is) and the tracker
-/// (whether it opens the window).
-pub fn customer_placed_call(
-    direction: Option<&str>,
-    from: Option<&str>,
-    business_number: Option<&str>,
-) -> bool {
-    match direction {
-        Some(direction) => !direction.eq_ignore_ascii_case("BUSINESS_INITIATED"),
-        None => from.is_none() || from != business_number,
     }
 }
