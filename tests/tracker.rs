@@ -544,3 +544,33 @@ async fn paused_tracker_never_closes_a_window_its_backlog_extended() {
         "{events:#?}"
     );
 }
+
+/// `--processing-guarantee at-least-once` (brokers without transactions): the same window,
+/// through the tracker's own idempotent producer and plain offset commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_least_once_opens_warns_and_closes() {
+    let broker = Broker::shared();
+    let prefix = unique_prefix("alo");
+    let names = topics(&prefix);
+    let options = short_args(AppOptions::new("run", &broker.bootstrap(), &prefix))
+        .arg("--processing-guarantee", "at-least-once");
+    let (mut app, _) = run_with_sheena_window(&broker, &names, options).await;
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |r| count_closed(r, SHEENA) >= 1,
+    );
+    app.stop_cleanly(Duration::from_secs(30));
+    let events = events_of(&read_to_end(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+    ));
+    assert_eq!(
+        types_for(&events, SHEENA, "customer_service"),
+        ["opened", "closing", "closed"],
+        "{events:#?}"
+    );
+    app.assert_no_error_lines();
+}

@@ -30,6 +30,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,10 @@ use crate::metrics::{KafkaOperation, Metrics};
 const MAX_BATCH: usize = 2000;
 /// How long a failed transactional producer may take to be replaced.
 const RENEW_DEADLINE: Duration = Duration::from_secs(180);
+/// How long at-least-once output is retried before the tracker rebuilds its partitions from
+/// Kafka instead: well inside the group's `max.poll.interval.ms` (5 minutes), after which the
+/// partitions would belong to another member.
+const OUTPUT_RETRY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a tick may stay unseen before another is appended.
 const TICK_RETRY: Duration = Duration::from_secs(1);
 /// How long the state restore of an assignment may take before the tracker gives up.
@@ -63,6 +68,8 @@ pub enum TrackerError {
     Fenced(#[from] transaction::TransactionError),
     #[error("cannot rewind to the committed offsets: {0}")]
     Rewind(KafkaError),
+    #[error("the tracker's producer failed: {0}")]
+    Output(String),
 }
 
 enum RebalanceEvent {
@@ -128,6 +135,10 @@ pub struct Tracker {
     /// Exactly once: every batch's output and offsets in one transaction. `None` for
     /// at-least-once, where output is published, then offsets committed.
     transactions: Option<transaction::Transactions>,
+    /// At-least-once output: the tracker's own idempotent producer, never replaced, so a
+    /// contact's state records cannot land out of order (retries of an old producer after
+    /// those of a new one). A producer that fails for good stops the tracker.
+    output: Option<FutureProducer>,
     kafka: KafkaSettings,
     book: Book,
     metrics: Arc<Metrics>,
@@ -185,6 +196,12 @@ impl Tracker {
         let consumer: StreamConsumer<RebalanceContext> = config
             .create_with_context(context)
             .map_err(TrackerError::Consumer)?;
+        let output = match settings.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => Some(
+                crate::kafka::producer(kafka).map_err(|e| TrackerError::Output(e.to_string()))?,
+            ),
+            ProcessingGuarantee::ExactlyOnce => None,
+        };
         let transactions = match settings.processing_guarantee {
             ProcessingGuarantee::AtLeastOnce => None,
             ProcessingGuarantee::ExactlyOnce => {
@@ -200,6 +217,7 @@ impl Tracker {
             consumer,
             publisher,
             transactions,
+            output,
             kafka: kafka.clone(),
             book: Book::new(settings.windows),
             metrics,
@@ -298,8 +316,14 @@ impl Tracker {
             }
             if self.transactions.is_some() {
                 self.write_transaction(&outbox, &offsets).await?;
-            } else if self.write(&outbox, &stop).await {
-                self.commit(&offsets);
+            } else {
+                match self.write(&outbox, &stop).await? {
+                    Written::Acknowledged => self.commit(&offsets),
+                    Written::Interrupted => {}
+                    // Long enough that the group may have moved the partitions on: start
+                    // again from what Kafka holds rather than write on.
+                    Written::GaveUp => self.rewind().await?,
+                }
             }
             self.request_ticks(wall).await;
             self.update_gauges(false);
@@ -520,13 +544,22 @@ impl Tracker {
     /// Writes a batch's output in the order that makes a crash harmless, retrying until Kafka
     /// takes it: state that ran ahead of what Kafka holds must not be left behind. Returns
     /// false only when shutdown interrupted it (the input's offsets must then stay uncommitted).
-    async fn write(&mut self, outbox: &Outbox, stop: &CancellationToken) -> bool {
+    async fn write(
+        &mut self,
+        outbox: &Outbox,
+        stop: &CancellationToken,
+    ) -> Result<Written, TrackerError> {
+        let Some(producer) = &self.output else {
+            return Ok(Written::Acknowledged);
+        };
         if outbox.is_empty() {
-            return true;
+            return Ok(Written::Acknowledged);
         }
+        let timeout = self.kafka.publish_timeout;
         let (first, states) = output_records(&self.kafka.topics, outbox);
-        if !publish_until_acknowledged(&self.publisher, &first, &self.metrics, stop).await {
-            return false;
+        match publish_until_acknowledged(producer, timeout, &first, &self.metrics, stop).await? {
+            Written::Acknowledged => {}
+            other => return Ok(other),
         }
         self.note_emitted(outbox);
         tracing::debug!(
@@ -535,7 +568,7 @@ impl Tracker {
             states = outbox.states.len(),
             "batch output acknowledged; writing state"
         );
-        publish_until_acknowledged(&self.publisher, &states, &self.metrics, stop).await
+        publish_until_acknowledged(producer, timeout, &states, &self.metrics, stop).await
     }
 
     /// Exactly once: the batch's output and its input's offsets in one transaction. An
@@ -729,26 +762,41 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>, epoch: u64) -> Inboun
     }
 }
 
+enum Written {
+    Acknowledged,
+    /// Shutting down: what was not acknowledged is redone after restart, since the offsets
+    /// of its input are not committed.
+    Interrupted,
+    /// Not acknowledged within [`OUTPUT_RETRY_DEADLINE`].
+    GaveUp,
+}
+
 async fn publish_until_acknowledged(
-    publisher: &Publisher,
+    producer: &FutureProducer,
+    timeout: Duration,
     records: &[OutboundRecord<'_>],
     metrics: &Metrics,
     stop: &CancellationToken,
-) -> bool {
+) -> Result<Written, TrackerError> {
     if records.is_empty() {
-        return true;
+        return Ok(Written::Acknowledged);
     }
+    let started = Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {
-        match publisher.publish_all(records).await {
-            Ok(()) => return true,
+        match crate::kafka::publish_all(producer, records, timeout).await {
+            Ok(()) => return Ok(Written::Acknowledged),
             Err(error) => {
                 metrics.kafka_error(KafkaOperation::Publish);
+                if let Some((_, reason)) = producer.client().fatal_error() {
+                    return Err(TrackerError::Output(reason));
+                }
                 tracing::error!(%error, records = records.len(), "tracker output not acknowledged; retrying");
                 if stop.is_cancelled() {
-                    // Shutting down: what was not acknowledged is redone after restart,
-                    // since the offsets of its input are not committed.
-                    return false;
+                    return Ok(Written::Interrupted);
+                }
+                if started.elapsed() > OUTPUT_RETRY_DEADLINE {
+                    return Ok(Written::GaveUp);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
