@@ -185,6 +185,7 @@ impl Book {
             TrackerInput::Unreadable(record_type) => {
                 out.unreadable.push((key.clone(), record_type))
             }
+            TrackerInput::Rejected(implausible) => out.rejected.push((key.clone(), implausible)),
             TrackerInput::Forwarded { event, hops } => {
                 if hops > MAX_FORWARD_HOPS {
                     tracing::warn!(contact = %key, hops, "dropping a forwarded record caught in a routing loop");

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{customer_placed_call, ContactKey, MessageId, UnixSeconds, WaId};
+use crate::window::sanity::Implausible;
 use crate::window::{message_opens_window, ContactWindows, Input, WindowConfig};
 
 /// Records the tracker itself routes through the inbound topic, to reach the partition that
@@ -41,6 +42,8 @@ pub enum TrackerInput {
     Forwarded { event: Box<Value>, hops: u8 },
     /// Nothing the windows care about.
     Ignored,
+    /// An item whose timestamp is not a whole number of seconds: never applied, counted.
+    Rejected(Implausible),
     /// One of the tracker's own routing records (this type) that cannot be read: never
     /// dropped quietly, since the state it carries is lost with it.
     Unreadable(&'static str),
@@ -123,6 +126,16 @@ pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
 }
 
 fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerInput {
+    let item = match event_type {
+        "whatsapp.message.received" => data.message.as_ref(),
+        "whatsapp.call.received" => data.call.as_ref(),
+        "whatsapp.status.updated" => data.status.as_ref(),
+        _ => None,
+    };
+    // Milliseconds, fractions, text: nothing a window could be judged by.
+    if item.is_some_and(|item| timestamp(item).is_none()) {
+        return TrackerInput::Rejected(Implausible::Unreadable);
+    }
     let wa_id = data.wa_id.as_deref().map(WaId::new);
     let rules = |input: Option<Input>, wa_id: Option<WaId>| match input {
         Some(input) => TrackerInput::Rules { input, wa_id },

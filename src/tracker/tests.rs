@@ -394,3 +394,17 @@ proptest! {
         prop_assert!(!open_under(&a) && !open_under(&b), "{emitted:?}");
     }
 }
+
+#[test]
+fn a_timestamp_that_is_not_whole_seconds_is_counted_and_never_applied() {
+    let mut book = Book::new(cfg());
+    let sheena = key("100:US.1");
+    for bad in [json!("1795250000.5"), json!("soon"), json!(1_795_250_000.5)] {
+        let mut value = message(T0, "wamid.BAD", false);
+        value["data"]["message"]["timestamp"] = bad.clone();
+        let out = feed(&mut book, &sheena, value, T0);
+        assert!(out.events.is_empty(), "{bad}");
+        assert_eq!(out.rejected.len(), 1, "{bad}");
+        assert_eq!(out.rejected[0].1.reason(), "timestamp_unreadable");
+    }
+}

@@ -16,6 +16,8 @@ pub const MAX_AGE_SECS: i64 = 30 * 86_400;
 pub enum Implausible {
     Ahead,
     TooOld,
+    /// Not a whole number of seconds at all (a fraction, text, missing).
+    Unreadable,
 }
 
 impl Implausible {
@@ -24,6 +26,7 @@ impl Implausible {
         match self {
             Self::Ahead => "timestamp_ahead",
             Self::TooOld => "timestamp_too_old",
+            Self::Unreadable => "timestamp_unreadable",
         }
     }
 }
