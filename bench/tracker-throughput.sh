@@ -7,17 +7,22 @@
 # 2. Then `windowkeeper tracker` starts (default 24 h windows: every message opens one) and
 #    its /metrics is polled until windowkeeper_window_events_total{type="...opened"} = N.
 # Reports the time from start to ready (group join + restore), from ready to N windows opened,
-# and inbound events/s over the latter; also the tracker's CPU time.
+# and inbound events/s over the latter; also the tracker's CPU time and the broker's CPU time
+# from the tracker's start to all opened.
 #
-# Environment: N (50000), BATCH (100), PARTITIONS (12), WK_BIN, KAFKA_HEAP, BENCH_OUT.
+# Environment: N (50000), BATCH (100), PARTITIONS (12), PROCESSING_GUARANTEE (the tracker's
+# --processing-guarantee: exactly-once, the default, or at-least-once), WK_BIN, KAFKA_HEAP,
+# BENCH_OUT.
 source "$(dirname "$0")/lib.sh"
 
 N="${N:-50000}"
 BATCH="${BATCH:-100}"
 PARTITIONS="${PARTITIONS:-12}"
+GUARANTEE="${PROCESSING_GUARANTEE:-exactly-once}"
 
 need_venv
 prepare
+echo "processing guarantee: $GUARANTEE" | tee -a "$BENCH_OUT/machine.txt" >&2
 
 start_stack tt --partitions "$PARTITIONS"
 log "posting $N messages, $BATCH per webhook"
@@ -55,8 +60,10 @@ curl -s "http://127.0.0.1:$ADMIN/metrics" | grep -E '^windowkeeper_events_publis
 
 TRACKER_ADMIN=$(free_port)
 CPU0=0
+BROKER_CPU0=$(python3 "$BENCH_DIR/tools/cpu.py" "$KAFKA_PID")
 T0=$(date +%s.%N)
-WINDOWKEEPER_LOG="info,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TRACKER_ADMIN" tt --partitions "$PARTITIONS"
+WINDOWKEEPER_LOG="info,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TRACKER_ADMIN" tt --partitions "$PARTITIONS" \
+    --processing-guarantee "$GUARANTEE"
 wait_http "http://127.0.0.1:$TRACKER_ADMIN/readyz" 120
 T_READY=$(date +%s.%N)
 log "tracker ready after $(python3 -c "print(round($T_READY-$T0,2))") s; counting opened windows"
@@ -72,11 +79,13 @@ for i in $(seq 1 3000); do # 0.1 s steps, 300 s at most
 done
 T_DONE=$(date +%s.%N)
 CPU=$(python3 "$BENCH_DIR/tools/cpu.py" "$WK_TRACKER_PID")
+BROKER_CPU=$(python3 -c "print(round($(python3 "$BENCH_DIR/tools/cpu.py" "$KAFKA_PID") - $BROKER_CPU0, 2))")
 save_metrics "$TRACKER_ADMIN" "$BENCH_OUT/tracker-metrics.txt"
-python3 - "$N" "$OPENED" "$T0" "$T_READY" "${T_FIRST:-$T_DONE}" "$T_DONE" "$CPU" <<'EOF' | tee "$BENCH_OUT/summary.txt"
+python3 - "$N" "$OPENED" "$T0" "$T_READY" "${T_FIRST:-$T_DONE}" "$T_DONE" "$CPU" "$GUARANTEE" "$BROKER_CPU" <<'EOF' | tee "$BENCH_OUT/summary.txt"
 import sys
 n, opened = int(sys.argv[1]), int(float(sys.argv[2]))
 t0, ready, first, done, cpu = map(float, sys.argv[3:8])
+print(f"processing guarantee: {sys.argv[8]}")
 print(f"inbound events: {n}; windows opened: {opened}")
 print(f"start -> ready (group join + state restore): {ready - t0:.2f} s")
 print(f"ready -> first window opened: {first - ready:.2f} s")
@@ -84,6 +93,8 @@ print(f"ready -> all {opened} opened: {done - ready:.2f} s = {opened / (done - r
 print(f"first -> all opened: {done - first:.2f} s = {opened / max(done - first, 1e-9):,.0f} inbound events/s")
 print(f"start -> all opened: {done - t0:.2f} s = {opened / (done - t0):,.0f} inbound events/s")
 print(f"tracker CPU time: {cpu:.2f} s = {cpu / max(opened, 1) * 1e6:.1f} µs per inbound event")
+broker = float(sys.argv[9])
+print(f"broker CPU time, start -> all opened: {broker:.2f} s = {broker / max(opened, 1) * 1e6:.1f} µs per inbound event")
 if opened < n:
     print("RESULT: NOT every event was processed within the time bound")
 EOF
