@@ -574,3 +574,176 @@ async fn at_least_once_opens_warns_and_closes() {
     );
     app.assert_no_error_lines();
 }
+
+/// A timestamp in milliseconds (and one that is not a number) is never applied: counted by
+/// reason, and the contact's next message opens its window as if they had never come.
+#[tokio::test(flavor = "multi_thread")]
+async fn implausible_timestamps_are_counted_and_do_not_poison_the_contact() {
+    let broker = Broker::shared();
+    let prefix = unique_prefix("sanity");
+    let names = topics(&prefix);
+    let mut app = App::spawn(short_args(AppOptions::new(
+        "run",
+        &broker.bootstrap(),
+        &prefix,
+    )));
+    app.wait_ready(Duration::from_secs(60)).await;
+    let with_wamid = |body: Vec<u8>, wamid: &str| {
+        String::from_utf8(body)
+            .expect("utf-8 fixture")
+            .replace("wamid.", &format!("wamid.{wamid}"))
+            .into_bytes()
+    };
+    let at = now();
+    let milliseconds = with_wamid(
+        with_timestamps(&fixture("text-message.json"), at * 1000),
+        "MS",
+    );
+    assert_eq!(
+        post_signed(&app.webhook_url(), &milliseconds)
+            .await
+            .status(),
+        200
+    );
+    let text = String::from_utf8(with_wamid(fixture("text-message.json"), "TEXT"))
+        .expect("utf-8")
+        .replace("\"timestamp\": \"1795250000\"", "\"timestamp\": \"soon\"");
+    assert_eq!(
+        post_signed(&app.webhook_url(), text.as_bytes())
+            .await
+            .status(),
+        200
+    );
+    let good = with_wamid(with_timestamps(&fixture("text-message.json"), at), "OK");
+    assert_eq!(post_signed(&app.webhook_url(), &good).await.status(), 200);
+
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    );
+    let opened = &events_of(&records)[0];
+    assert_eq!(opened["type"], "whatsapp.window.opened");
+    assert_eq!(
+        opened["data"]["opened_at"],
+        windowkeeper::domain::UnixSeconds(at).to_rfc3339()
+    );
+    let metrics = reqwest::get(app.admin_url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for reason in ["timestamp_ahead", "timestamp_unreadable"] {
+        assert!(
+            metrics.contains(&format!(
+                "windowkeeper_rejected_inputs_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{reason} counted once:\n{metrics}"
+        );
+    }
+    app.stop_cleanly(Duration::from_secs(30));
+}
+
+/// Two BSUID changes, A -> B then B -> C, delivered in reverse order: the window that opened
+/// under A ends under C, opened once and closed once.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_id_changes_delivered_in_reverse_order_end_at_the_newest_id() {
+    let broker = Broker::shared();
+    let prefix = unique_prefix("reverse");
+    let names = topics(&prefix);
+    let mut app = App::spawn(short_args(AppOptions::new(
+        "run",
+        &broker.bootstrap(),
+        &prefix,
+    )));
+    app.wait_ready(Duration::from_secs(60)).await;
+    let at = now();
+    post_fixture(&app, "text-message.json", at).await;
+    let change = |previous: &str, current: &str, at: i64| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"user_id_update","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"user_id_update":[{{"wa_id":"16505551234","user_id":{{"previous":"{previous}","current":"{current}"}},"timestamp":"{at}"}}]}}}}]}}]}}"#
+        )
+    };
+    let (a, b, c) = ("US.13491208655302741918", "US.B2", "US.C3");
+    for body in [change(b, c, at + 2), change(a, b, at + 1)] {
+        assert_eq!(
+            post_signed(&app.webhook_url(), body.as_bytes())
+                .await
+                .status(),
+            200
+        );
+    }
+    let newest = format!("106540352242922:{c}");
+    read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |r| count_closed(r, &newest) >= 1,
+    );
+    app.stop_cleanly(Duration::from_secs(30));
+    let events = events_of(&read_to_end(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+    ));
+    let count = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["data"]["window"] == "customer_service")
+            .count()
+    };
+    assert_eq!(count("whatsapp.window.opened"), 1, "{events:#?}");
+    assert_eq!(count("whatsapp.window.closed"), 1, "{events:#?}");
+    assert_eq!(count_closed_subject(&events, &newest), 1, "{events:#?}");
+}
+
+fn count_closed_subject(events: &[Value], subject: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["type"] == "whatsapp.window.closed" && e["subject"] == subject)
+        .count()
+}
+
+/// A second member joining takes partitions from the first without the first re-reading
+/// the state of the partitions it keeps (incremental rebalancing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_joining_moves_only_the_partitions_that_change_owner() {
+    for protocol in ["classic", "consumer"] {
+        let broker = Broker::shared();
+        let prefix = unique_prefix(&format!("join-{protocol}"));
+        let tracker = || {
+            App::spawn(
+                AppOptions::new("tracker", &broker.bootstrap(), &prefix)
+                    .arg("--partitions", "4")
+                    .arg("--group-protocol", protocol),
+            )
+        };
+        let mut first = tracker();
+        first.wait_ready(Duration::from_secs(60)).await;
+        let mut second = tracker();
+        second.wait_ready(Duration::from_secs(60)).await;
+        // Let the rebalance finish on both sides.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let restores = |app: &App| {
+            app.stderr()
+                .lines()
+                .filter(|l| l.contains("state restored"))
+                .count()
+        };
+        assert_eq!(
+            restores(&first),
+            1,
+            "{protocol}: the first member restored again:\n{}",
+            first.stderr()
+        );
+        assert!(
+            first.stderr().contains("partitions revoked"),
+            "{protocol}: the first member gave partitions away:\n{}",
+            first.stderr()
+        );
+        second.stop_cleanly(Duration::from_secs(30));
+        first.stop_cleanly(Duration::from_secs(30));
+    }
+}

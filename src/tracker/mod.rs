@@ -482,8 +482,13 @@ impl Tracker {
             .copied()
             .filter(|p| !self.book.has_partition(*p))
             .collect();
+        if missing.is_empty() {
+            // An incremental rebalance that brought nothing new: nothing to read.
+            self.restored.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
         let started = Instant::now();
-        if self.transactions.is_some() && !missing.is_empty() {
+        if self.transactions.is_some() {
             // A previous owner's transaction still pending would otherwise be missing from
             // the restore but count in the offsets once it commits.
             self.committed_offsets(&missing)?;
