@@ -20,13 +20,6 @@ use tokio::sync::Mutex;
 
 const SHEENA: &str = "106540352242922:US.13491208655302741918";
 
-fn text_message(customer: &str, wamid: &str, at: i64) -> Vec<u8> {
-    format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"77","display_phone_number":"1"}},"messages":[{{"id":"{wamid}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
-    )
-    .into_bytes()
-}
-
 fn events_for(records: &[Record], subject: &str) -> Vec<Value> {
     records
         .iter()
@@ -90,8 +83,7 @@ async fn state_topic_compacts_and_restore_after_compaction_gives_the_same_window
             .arg("--service-window", "20s")
             .arg("--closing-lead", "3s")
     };
-    let mut app = App::spawn(options());
-    app.wait_ready(Duration::from_secs(60)).await;
+    let mut app = App::spawn_ready(options()).await;
 
     // Each message extends the window, so each is a new state record of the same key; keep
     // writing until the broker has compacted some away (fewer records than offsets).
@@ -106,17 +98,12 @@ async fn state_topic_compacts_and_restore_after_compaction_gives_the_same_window
         );
         for _ in 0..5 {
             last_at = now();
-            let body = with_timestamps(&fixture("text-message.json"), last_at);
             // A new wamid for each, or it would be Meta's retry of the same message.
-            let body = String::from_utf8(body)
-                .expect("utf-8 fixture")
-                .replace("wamid.", &format!("wamid.C{sent}"));
-            assert_eq!(
-                post_signed(&app.webhook_url(), body.as_bytes())
-                    .await
-                    .status(),
-                200
+            let body = with_wamid(
+                with_timestamps(&fixture("text-message.json"), last_at),
+                &format!("C{sent}"),
             );
+            assert_eq!(post_signed(&app.webhook_url(), &body).await.status(), 200);
             sent += 1;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -133,8 +120,7 @@ async fn state_topic_compacts_and_restore_after_compaction_gives_the_same_window
 
     // A crash, and a new tracker that has only the compacted topic to go by.
     app.proc.kill();
-    let mut restarted = App::spawn(options());
-    restarted.wait_ready(Duration::from_secs(60)).await;
+    let mut restarted = App::spawn_ready(options()).await;
     read_until(
         &broker.bootstrap(),
         &names.events,
@@ -221,10 +207,10 @@ async fn broker_restart_under_load_loses_no_acknowledged_webhook() {
     let mut broker = Broker::own();
     let prefix = unique_prefix("restart");
     let names = topics(&prefix);
-    let mut app = App::spawn(
+    let mut app = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--publish-timeout", "2s"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop_at = Instant::now() + Duration::from_secs(25);
@@ -238,7 +224,7 @@ async fn broker_restart_under_load_loses_no_acknowledged_webhook() {
             let mut refused = 0;
             while Instant::now() < stop_at {
                 let wamid = format!("wamid.LOAD{client}x{n}");
-                let body = text_message(&format!("US.{client}{n:05}"), &wamid, 1_795_250_000);
+                let body = text_webhook("77", &format!("US.{client}{n:05}"), &wamid, 1_795_250_000);
                 // Meta retries a refused webhook until it gets a 200.
                 loop {
                     match reqwest::Client::new()

@@ -8,7 +8,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -1413,12 +1412,12 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     );
 
     let broker = Broker::shared();
-    let mut app = App::spawn(AppOptions::new(
+    let app = App::spawn_ready(AppOptions::new(
         "run",
         &broker.bootstrap(),
         &unique_prefix("deploy"),
-    ));
-    app.wait_ready(Duration::from_secs(60)).await;
+    ))
+    .await;
     // One accepted webhook, so the labelled series exist as well as the families.
     let response = post_signed(&app.webhook_url(), &fixture("text-message.json")).await;
     assert_eq!(response.status(), 200, "{}", app.stderr());

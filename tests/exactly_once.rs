@@ -11,22 +11,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::sync::Mutex;
 
-fn message(customer: &str, at: i64) -> Vec<u8> {
-    format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"88","display_phone_number":"1"}},"messages":[{{"id":"wamid.X{customer}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
-    )
-    .into_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
     let mut broker = Broker::own();
     let prefix = unique_prefix("eos");
     let names = topics(&prefix);
-    let mut receiver = App::spawn(
+    let receiver = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--publish-timeout", "3s"),
-    );
-    receiver.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
     let tracker = || {
         App::spawn(
             AppOptions::new("tracker", &broker.bootstrap(), &prefix)
@@ -53,7 +46,7 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
                 let customer = format!("US.9{client_number}{n:04}");
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let body = message(&customer, now());
+                    let body = text_webhook("88", &customer, &format!("wamid.X{customer}"), now());
                     let status = client
                         .post(&url)
                         .header("x-hub-signature-256", sign(&body))

@@ -15,8 +15,7 @@ async fn receiver_end_to_end() {
     let broker = Broker::shared();
     let prefix = unique_prefix("recv");
     let names = topics(&prefix);
-    let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
-    app.wait_ready(Duration::from_secs(60)).await;
+    let mut app = App::spawn_ready(AppOptions::new("receiver", &broker.bootstrap(), &prefix)).await;
     let client = reqwest::Client::new();
 
     // GET handshake: right token echoes the challenge as text; anything else is 403.
@@ -232,10 +231,10 @@ async fn broker_outage_gives_503_then_recovers_without_loss() {
     let mut broker = Broker::own();
     let prefix = unique_prefix("outage");
     let names = topics(&prefix);
-    let mut app = App::spawn(
+    let app = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--publish-timeout", "3s"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
 
     let body_for = |n: usize| {
         format!(
@@ -320,8 +319,7 @@ async fn bodies_up_to_max_body_are_stored() {
     let broker = Broker::shared();
     let prefix = unique_prefix("large");
     let names = topics(&prefix);
-    let mut app = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
-    app.wait_ready(Duration::from_secs(60)).await;
+    let app = App::spawn_ready(AppOptions::new("receiver", &broker.bootstrap(), &prefix)).await;
     let text = "x".repeat(3_000_000);
     let body = format!(
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"7","display_phone_number":"1"}},"messages":[{{"id":"wamid.LARGE","timestamp":"1795250000","type":"text","from":"15550009","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
@@ -387,10 +385,10 @@ async fn raw_exchange(port: u16, request: &str) -> String {
 async fn slow_clients_are_cut_off() {
     let broker = Broker::shared();
     let prefix = unique_prefix("slow");
-    let mut app = App::spawn(
+    let app = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--client-timeout", "2s"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
     // Headers never finished.
     let started = std::time::Instant::now();
     let answer = raw_exchange(app.listen, "POST /webhook HTTP/1.1\r\nHost: x\r\n").await;
@@ -421,12 +419,12 @@ async fn concurrency_bound_answers_503_with_retry_after() {
     use tokio::io::AsyncWriteExt;
     let broker = Broker::shared();
     let prefix = unique_prefix("bound");
-    let mut app = App::spawn(
+    let app = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix)
             .arg("--max-concurrent-requests", "1")
             .arg("--client-timeout", "20s"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
     // A client that announced a body and sends it slowly holds the only slot.
     let mut holder = tokio::net::TcpStream::connect(("127.0.0.1", app.listen))
         .await
@@ -457,10 +455,10 @@ async fn concurrency_bound_answers_503_with_retry_after() {
 async fn mismatched_partition_counts_refuse_to_start() {
     let broker = Broker::shared();
     let first = unique_prefix("mismatch");
-    let mut app = App::spawn(
+    let mut app = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &first).arg("--partitions", "3"),
-    );
-    app.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
     app.stop_cleanly(Duration::from_secs(30));
     // A second deployment shares the state topic but creates its inbound topic with 5.
     let existing_state = topics(&first).state;

@@ -10,13 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn message(customer: &str, wamid: &str, at: i64) -> Vec<u8> {
-    format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"66","display_phone_number":"1"}},"messages":[{{"id":"{wamid}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
-    )
-    .into_bytes()
-}
-
 /// Per contact, the window events in topic order: (id, type).
 fn per_contact(records: &[Record]) -> BTreeMap<String, Vec<(String, String)>> {
     let mut contacts: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -46,8 +39,8 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
     let broker = Broker::shared();
     let prefix = unique_prefix("replay");
     let names = topics(&prefix);
-    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
-    receiver.wait_ready(Duration::from_secs(60)).await;
+    let receiver =
+        App::spawn_ready(AppOptions::new("receiver", &broker.bootstrap(), &prefix)).await;
     let tracker = |group: &str, events: &str, state: &str| {
         App::spawn(
             AppOptions::new("tracker", &broker.bootstrap(), &prefix)
@@ -71,9 +64,12 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
         let mut extensions = Vec::new();
         for n in 0..30 {
             let customer = format!("US.66{n:04}");
-            let status = post_signed(&url, &message(&customer, &format!("wamid.R{n}"), now()))
-                .await
-                .status();
+            let status = post_signed(
+                &url,
+                &text_webhook("66", &customer, &format!("wamid.R{n}"), now()),
+            )
+            .await
+            .status();
             assert_eq!(status, 200);
             if n % 3 == 0 {
                 extensions.push((tokio::time::Instant::now() + Duration::from_secs(2), n));
@@ -84,9 +80,12 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
                 }
                 extensions.remove(0);
                 let customer = format!("US.66{m:04}");
-                let status = post_signed(&url, &message(&customer, &format!("wamid.R{m}b"), now()))
-                    .await
-                    .status();
+                let status = post_signed(
+                    &url,
+                    &text_webhook("66", &customer, &format!("wamid.R{m}b"), now()),
+                )
+                .await
+                .status();
                 assert_eq!(status, 200);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -94,24 +93,21 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
         for (due, m) in extensions {
             tokio::time::sleep_until(due).await;
             let customer = format!("US.66{m:04}");
-            let status = post_signed(&url, &message(&customer, &format!("wamid.R{m}b"), now()))
-                .await
-                .status();
+            let status = post_signed(
+                &url,
+                &text_webhook("66", &customer, &format!("wamid.R{m}b"), now()),
+            )
+            .await
+            .status();
             assert_eq!(status, 200);
         }
     });
 
     // Paused across some warnings, killed, then a second member joins and leaves.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let signal = |name: &str, pid: u32| {
-        std::process::Command::new("kill")
-            .args([name, &pid.to_string()])
-            .status()
-            .expect("kill runs");
-    };
-    signal("-STOP", first.proc.pid());
+    first.proc.signal("-STOP");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    signal("-CONT", first.proc.pid());
+    first.proc.signal("-CONT");
     tokio::time::sleep(Duration::from_secs(1)).await;
     first.proc.kill();
     let mut first = live();

@@ -15,8 +15,7 @@ async fn run_without_a_broker_shows_a_window_open_warn_and_close() {
         .arg("--service-window", "6s")
         .arg("--closing-lead", "2s");
     options.brokers = None;
-    let mut app = App::spawn(options);
-    app.wait_ready(Duration::from_secs(60)).await;
+    let mut app = App::spawn_ready(options).await;
 
     let stderr = app.stderr();
     assert!(

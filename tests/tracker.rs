@@ -65,8 +65,7 @@ async fn run_with_sheena_window(
     names: &TopicNames,
     options: AppOptions<'_>,
 ) -> (App, i64) {
-    let mut app = App::spawn(options);
-    app.wait_ready(Duration::from_secs(60)).await;
+    let app = App::spawn_ready(options).await;
     let at = now();
     post_fixture(&app, "text-message.json", at).await;
     read_until(
@@ -85,12 +84,12 @@ async fn window_opens_warns_and_closes_on_time() {
     let broker = Broker::shared();
     let prefix = unique_prefix("csw");
     let names = topics(&prefix);
-    let mut app = App::spawn(short_args(AppOptions::new(
+    let mut app = App::spawn_ready(short_args(AppOptions::new(
         "run",
         &broker.bootstrap(),
         &prefix,
-    )));
-    app.wait_ready(Duration::from_secs(60)).await;
+    )))
+    .await;
 
     let sent_at = now();
     let body = with_timestamps(&fixture("text-message.json"), sent_at);
@@ -174,16 +173,16 @@ async fn crash_and_restart_closes_exactly_once() {
     let broker = Broker::shared();
     let prefix = unique_prefix("crash");
     let names = topics(&prefix);
-    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
-    receiver.wait_ready(Duration::from_secs(60)).await;
+    let receiver =
+        App::spawn_ready(AppOptions::new("receiver", &broker.bootstrap(), &prefix)).await;
     // Static membership: the restarted instance takes its partitions back at once.
     let instance = |o: AppOptions<'static>| o.arg("--group-instance-id", "tracker-0");
-    let mut tracker = App::spawn(instance(short_args(AppOptions::new(
+    let mut tracker = App::spawn_ready(instance(short_args(AppOptions::new(
         "tracker",
         &broker.bootstrap(),
         &prefix,
-    ))));
-    tracker.wait_ready(Duration::from_secs(60)).await;
+    ))))
+    .await;
 
     let body = with_timestamps(&fixture("text-message.json"), now());
     assert_eq!(
@@ -200,12 +199,12 @@ async fn crash_and_restart_closes_exactly_once() {
     tracker.proc.kill();
 
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let mut restarted = App::spawn(instance(short_args(AppOptions::new(
+    let restarted = App::spawn_ready(instance(short_args(AppOptions::new(
         "tracker",
         &broker.bootstrap(),
         &prefix,
-    ))));
-    restarted.wait_ready(Duration::from_secs(60)).await;
+    ))))
+    .await;
     let records = read_until(
         &broker.bootstrap(),
         &names.events,
@@ -257,10 +256,10 @@ async fn member_leaving_hands_over(protocol: &'static str) {
     let broker = Broker::shared();
     let prefix = unique_prefix(&format!("group-{protocol}"));
     let names = topics(&prefix);
-    let mut receiver = App::spawn(
+    let receiver = App::spawn_ready(
         AppOptions::new("receiver", &broker.bootstrap(), &prefix).arg("--partitions", "4"),
-    );
-    receiver.wait_ready(Duration::from_secs(60)).await;
+    )
+    .await;
     let tracker = || {
         AppOptions::new("tracker", &broker.bootstrap(), &prefix)
             .arg("--partitions", "4")
@@ -467,36 +466,27 @@ async fn paused_tracker_never_closes_a_window_its_backlog_extended() {
     let broker = Broker::shared();
     let prefix = unique_prefix("pause");
     let names = topics(&prefix);
-    let mut receiver = App::spawn(AppOptions::new("receiver", &broker.bootstrap(), &prefix));
-    receiver.wait_ready(Duration::from_secs(60)).await;
-    let mut tracker = App::spawn(short_args(AppOptions::new(
+    let receiver =
+        App::spawn_ready(AppOptions::new("receiver", &broker.bootstrap(), &prefix)).await;
+    let mut tracker = App::spawn_ready(short_args(AppOptions::new(
         "tracker",
         &broker.bootstrap(),
         &prefix,
-    )));
-    tracker.wait_ready(Duration::from_secs(60)).await;
+    )))
+    .await;
 
     let first = now();
     let message = |at: i64, wamid: &str| {
-        String::from_utf8(with_timestamps(&fixture("text-message.json"), at))
-            .expect("utf-8 fixture")
-            .replace("wamid.", &format!("wamid.{wamid}"))
+        with_wamid(with_timestamps(&fixture("text-message.json"), at), wamid)
     };
-    let post = |body: String| {
+    let post = |body: Vec<u8>| {
         let url = receiver.webhook_url();
-        async move { post_signed(&url, body.as_bytes()).await.status() }
+        async move { post_signed(&url, &body).await.status() }
     };
     assert_eq!(post(message(first, "P1")).await, 200);
     // The window has opened by then (the tracker is ready and idle).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pid = tracker.proc.pid().to_string();
-    let signal = |name: &str| {
-        std::process::Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .expect("kill runs");
-    };
-    signal("-STOP");
+    tracker.proc.signal("-STOP");
     // The customer writes again before the first window's warning is due (first + 4).
     let second = now();
     assert!(second < first + 4, "the test itself was too slow");
@@ -504,7 +494,7 @@ async fn paused_tracker_never_closes_a_window_its_backlog_extended() {
     // Resume well after both ends.
     let resume_at = second + 6 + 4;
     tokio::time::sleep(Duration::from_secs((resume_at - now()).max(0) as u64)).await;
-    signal("-CONT");
+    tracker.proc.signal("-CONT");
 
     read_until(
         &broker.bootstrap(),
@@ -582,18 +572,12 @@ async fn implausible_timestamps_are_counted_and_do_not_poison_the_contact() {
     let broker = Broker::shared();
     let prefix = unique_prefix("sanity");
     let names = topics(&prefix);
-    let mut app = App::spawn(short_args(AppOptions::new(
+    let mut app = App::spawn_ready(short_args(AppOptions::new(
         "run",
         &broker.bootstrap(),
         &prefix,
-    )));
-    app.wait_ready(Duration::from_secs(60)).await;
-    let with_wamid = |body: Vec<u8>, wamid: &str| {
-        String::from_utf8(body)
-            .expect("utf-8 fixture")
-            .replace("wamid.", &format!("wamid.{wamid}"))
-            .into_bytes()
-    };
+    )))
+    .await;
     let at = now();
     let milliseconds = with_wamid(
         with_timestamps(&fixture("text-message.json"), at * 1000),
@@ -653,12 +637,12 @@ async fn user_id_changes_delivered_in_reverse_order_end_at_the_newest_id() {
     let broker = Broker::shared();
     let prefix = unique_prefix("reverse");
     let names = topics(&prefix);
-    let mut app = App::spawn(short_args(AppOptions::new(
+    let mut app = App::spawn_ready(short_args(AppOptions::new(
         "run",
         &broker.bootstrap(),
         &prefix,
-    )));
-    app.wait_ready(Duration::from_secs(60)).await;
+    )))
+    .await;
     let at = now();
     post_fixture(&app, "text-message.json", at).await;
     let change = |previous: &str, current: &str, at: i64| {

@@ -42,13 +42,20 @@ impl Proc {
         }
     }
 
+    /// Sends a signal by name (`-STOP`, `-CONT`, `-TERM`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(name)
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     /// SIGTERM, then wait for a clean exit; returns the exit code.
     pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        self.signal("-TERM");
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -381,6 +388,13 @@ impl App {
         }
     }
 
+    /// Spawns and waits for /readyz, as most tests need.
+    pub async fn spawn_ready(options: AppOptions<'_>) -> Self {
+        let mut app = Self::spawn(options);
+        app.wait_ready(Duration::from_secs(60)).await;
+        app
+    }
+
     pub fn webhook_url(&self) -> String {
         format!("http://127.0.0.1:{}/webhook", self.listen)
     }
@@ -467,6 +481,23 @@ pub fn with_timestamps(body: &[u8], at: i64) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A fixture's body with every `wamid.` id made distinct by `tag` (a new message, not Meta's
+/// retry of the same one).
+pub fn with_wamid(body: Vec<u8>, tag: &str) -> Vec<u8> {
+    String::from_utf8_lossy(&body)
+        .replace("wamid.", &format!("wamid.{tag}"))
+        .into_bytes()
+}
+
+/// A signed-ready webhook with one text message from the BSUID `customer` to business
+/// number `phone_number_id`, stamped `at`.
+pub fn text_webhook(phone_number_id: &str, customer: &str, wamid: &str, at: i64) -> Vec<u8> {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"{phone_number_id}","display_phone_number":"1"}},"messages":[{{"id":"{wamid}","timestamp":"{at}","type":"text","from_user_id":"{customer}","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
 pub fn sign(body: &[u8]) -> String {
     windowkeeper::signature::sign(SECRET.as_bytes(), body)
 }
@@ -515,13 +546,7 @@ pub fn read_until(
     within: Duration,
     want: impl Fn(&[Record]) -> bool,
 ) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "windowkeeper-tests")
-        .set("enable.auto.commit", "false")
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("test consumer");
+    let consumer = test_consumer(brokers);
     let deadline = Instant::now() + within;
     let mut assigned = false;
     let mut records = Vec::new();
@@ -576,17 +601,23 @@ fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     }
 }
 
+/// A read_committed consumer that assigns partitions itself (the group id only names it).
+fn test_consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "windowkeeper-tests")
+        .set("enable.auto.commit", "false")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("test consumer")
+}
+
 /// Reads every partition of a topic from its start to the end it has now (its high
 /// watermarks, asked first): every record acknowledged (or committed) before the call is in
 /// the result. Positions, not offsets of records, say when an end is reached: the last
 /// offsets of a transactional topic are markers no consumer is handed.
 pub fn read_to_end(brokers: &str, topic: &str, within: Duration) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "windowkeeper-tests")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("test consumer");
+    let consumer = test_consumer(brokers);
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("topic metadata");
