@@ -487,12 +487,18 @@ impl Tracker {
             self.restored.store(true, Ordering::Relaxed);
             return Ok(());
         }
-        let started = Instant::now();
         if self.transactions.is_some() {
             // A previous owner's transaction still pending would otherwise be missing from
             // the restore but count in the offsets once it commits.
             self.committed_offsets(&missing)?;
         }
+        self.read_state(missing).await
+    }
+
+    /// Rebuilds partitions the book does not hold from the state topic.
+    async fn read_state(&mut self, missing: Vec<i32>) -> Result<(), TrackerError> {
+        let partitions = missing.clone();
+        let started = Instant::now();
         let kafka = self.kafka.clone();
         let restored = tokio::task::spawn_blocking(move || {
             restore::read_partitions(
@@ -651,9 +657,11 @@ impl Tracker {
             self.ticks_sent.remove(partition);
             *self.epochs.entry(*partition).or_default() += 1;
         }
-        self.restore(&partitions).await?;
-        let topic = self.kafka.topics.inbound.clone();
+        // Committed offsets first: fetching them waits out a pending transaction, so the
+        // state read next matches them.
         let committed = self.committed_offsets(&partitions)?;
+        self.read_state(partitions).await?;
+        let topic = self.kafka.topics.inbound.clone();
         for element in committed.elements() {
             let offset = match element.offset() {
                 Offset::Offset(offset) => Offset::Offset(offset),
