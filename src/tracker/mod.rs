@@ -132,13 +132,7 @@ struct Inbound {
 pub struct Tracker {
     consumer: StreamConsumer<RebalanceContext>,
     publisher: Arc<Publisher>,
-    /// Exactly once: every batch's output and offsets in one transaction. `None` for
-    /// at-least-once, where output is published, then offsets committed.
-    transactions: Option<transaction::Transactions>,
-    /// At-least-once output: the tracker's own idempotent producer, never replaced, so a
-    /// contact's state records cannot land out of order (retries of an old producer after
-    /// those of a new one). A producer that fails for good stops the tracker.
-    output: Option<FutureProducer>,
+    output: Output,
     kafka: KafkaSettings,
     book: Book,
     metrics: Arc<Metrics>,
@@ -197,17 +191,13 @@ impl Tracker {
             .create_with_context(context)
             .map_err(TrackerError::Consumer)?;
         let output = match settings.processing_guarantee {
-            ProcessingGuarantee::AtLeastOnce => Some(
+            ProcessingGuarantee::AtLeastOnce => Output::AtLeastOnce(
                 crate::kafka::producer(kafka).map_err(|e| TrackerError::Output(e.to_string()))?,
             ),
-            ProcessingGuarantee::ExactlyOnce => None,
-        };
-        let transactions = match settings.processing_guarantee {
-            ProcessingGuarantee::AtLeastOnce => None,
             ProcessingGuarantee::ExactlyOnce => {
                 let id = transactional_id(&settings);
                 tracing::info!(transactional_id = id, "exactly-once output");
-                Some(
+                Output::ExactlyOnce(
                     transaction::Transactions::new(kafka, &id)
                         .map_err(TrackerError::Transactions)?,
                 )
@@ -216,7 +206,6 @@ impl Tracker {
         Ok(Self {
             consumer,
             publisher,
-            transactions,
             output,
             kafka: kafka.clone(),
             book: Book::new(settings.windows),
@@ -314,7 +303,7 @@ impl Tracker {
                     .inc();
                 tracing::warn!(contact = %contact, reason = implausible.reason(), "inbound item not applied: its timestamp cannot be right");
             }
-            if self.transactions.is_some() {
+            if matches!(self.output, Output::ExactlyOnce(_)) {
                 self.write_transaction(&outbox, &offsets).await?;
             } else {
                 match self.write(&outbox, &stop).await? {
@@ -487,7 +476,7 @@ impl Tracker {
             self.restored.store(true, Ordering::Relaxed);
             return Ok(());
         }
-        if self.transactions.is_some() {
+        if matches!(self.output, Output::ExactlyOnce(_)) {
             // A previous owner's transaction still pending would otherwise be missing from
             // the restore but count in the offsets once it commits.
             self.committed_offsets(&missing)?;
@@ -560,7 +549,7 @@ impl Tracker {
         outbox: &Outbox,
         stop: &CancellationToken,
     ) -> Result<Written, TrackerError> {
-        let Some(producer) = &self.output else {
+        let Output::AtLeastOnce(producer) = &self.output else {
             return Ok(Written::Acknowledged);
         };
         if outbox.is_empty() {
@@ -593,7 +582,7 @@ impl Tracker {
         if outbox.is_empty() && offsets.is_empty() {
             return Ok(());
         }
-        let Some(transactions) = &self.transactions else {
+        let Output::ExactlyOnce(transactions) = &self.output else {
             return Ok(());
         };
         let (mut records, states) = output_records(&self.kafka.topics, outbox);
@@ -631,7 +620,7 @@ impl Tracker {
     /// A new transactional producer, retried while the coordinator is unavailable (a broker
     /// restarting) for up to a few minutes.
     async fn renew_producer(&mut self) -> Result<(), TrackerError> {
-        let Some(transactions) = self.transactions.as_mut() else {
+        let Output::ExactlyOnce(transactions) = &mut self.output else {
             return Ok(());
         };
         let started = Instant::now();
@@ -773,6 +762,17 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>, epoch: u64) -> Inboun
             .map(|ms| UnixSeconds(ms.div_euclid(1000))),
         epoch,
     }
+}
+
+/// How the tracker writes its output: one guarantee, chosen at start.
+enum Output {
+    /// Every batch's output and offsets in one transaction.
+    ExactlyOnce(transaction::Transactions),
+    /// Output published, then offsets committed, through the tracker's own idempotent
+    /// producer, never replaced, so a contact's state records cannot land out of order
+    /// (retries of an old producer after those of a new one). A producer that fails for
+    /// good stops the tracker.
+    AtLeastOnce(FutureProducer),
 }
 
 enum Written {
