@@ -9,13 +9,19 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::input::{
-    decode, AliasData, ForwardedData, MovedState, TrackerInput, MAX_FORWARD_HOPS, TYPE_ALIAS,
-    TYPE_FORWARDED, TYPE_MOVED,
+    decode, AliasData, ForwardedData, MovedState, Statement, TrackerInput, MAX_FORWARD_HOPS,
+    TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED,
 };
-use super::records::{routing_record, state_record, window_event, window_event_id, Alias, Contact};
+use super::records::{
+    marketing_event, marketing_event_id, routing_record, state_record, window_event,
+    window_event_id, Alias, Contact, TYPE_MARKETING_CHANGED,
+};
 use crate::domain::{ContactKey, UnixSeconds, WaId};
+use crate::window::marketing::effective;
 use crate::window::sanity::{self, Implausible};
-use crate::window::{EventType, WindowConfig, WindowEvent, WindowKind};
+use crate::window::{
+    ContactWindows, EventType, MarketingPreference, WindowConfig, WindowEvent, WindowKind,
+};
 
 /// Everything one batch of inputs or one tick must write, in the order it must be written:
 /// routed records and window events first, state records once those are acknowledged.
@@ -104,23 +110,16 @@ impl Book {
     }
 
     /// Open windows by kind, for the gauge.
-    pub fn open_windows(&self) -> (i64, i64) {
-        let mut counts = (0, 0);
-        for contact in self.partitions.values().flat_map(|p| p.contacts.values()) {
-            counts.0 += i64::from(
-                contact
-                    .windows
-                    .customer_service()
-                    .is_some_and(|v| v.is_open()),
-            );
-            counts.1 += i64::from(
-                contact
-                    .windows
-                    .free_entry_point()
-                    .is_some_and(|v| v.is_open()),
-            );
-        }
-        counts
+    pub fn open_windows(&self) -> [(WindowKind, i64); 3] {
+        WindowKind::ALL.map(|kind| {
+            let open = self
+                .partitions
+                .values()
+                .flat_map(|p| p.contacts.values())
+                .filter(|contact| contact.windows.is_open(kind))
+                .count();
+            (kind, open as i64)
+        })
     }
 
     /// The earliest deadline of any partition.
@@ -200,13 +199,20 @@ impl Book {
             }
             TrackerInput::Rules { input, wa_id } => {
                 // Never applied, so the contact's later items are judged as if it never came.
-                if let Err(implausible) = sanity::check(&input, arrival) {
+                if let Err(implausible) = sanity::check(input.at(), arrival) {
                     out.rejected.push((key.clone(), implausible));
                     return;
                 }
                 let cfg = Arc::clone(&self.cfg);
                 self.change(partition, key, now, out, |contact, events, routed| {
-                    contact.windows.apply(&input, arrival, &cfg, events);
+                    match &input {
+                        Statement::Window(input) => {
+                            contact.windows.apply(input, arrival, &cfg, events)
+                        }
+                        Statement::Marketing(statement) => {
+                            MarketingPreference::apply(&mut contact.marketing, *statement);
+                        }
+                    }
                     contact.windows.tick(now, &cfg, events);
                     let opened = events.iter().any(|e| {
                         matches!(e.event, EventType::Opened)
@@ -238,6 +244,7 @@ impl Book {
                     windows: previous.windows,
                     wa_id: wa_id.or(previous.wa_id),
                     changed_at: at,
+                    marketing: previous.marketing,
                 };
                 let id = format!("{}:moved:{}", key.as_str(), to.as_str());
                 out.routed.push((
@@ -285,6 +292,9 @@ impl Book {
                 self.change(partition, key, now, out, |contact, events, routed| {
                     contact.alias = None;
                     contact.windows.absorb(moved.windows, now, &cfg, events);
+                    if let Some(theirs) = moved.marketing {
+                        MarketingPreference::apply(&mut contact.marketing, theirs);
+                    }
                     contact.windows.tick(now, &cfg, events);
                     remember_phone_number(contact, key, moved.wa_id, true, now, routed);
                 });
@@ -298,12 +308,14 @@ impl Book {
                 let partition_map = self.partitions.entry(partition).or_default();
                 let previous = *partition_map.contacts.remove(key).unwrap_or_default();
                 // Windows kept under the phone number before a BSUID was known join the BSUID's.
-                if !previous.windows.is_forgettable(now, &self.cfg) {
+                if !previous.windows.is_forgettable(now, &self.cfg) || previous.marketing.is_some()
+                {
                     let moved = MovedState {
                         from: key.clone(),
                         windows: previous.windows,
                         wa_id: None,
                         changed_at: None,
+                        marketing: previous.marketing,
                     };
                     let id = format!("{}:moved:{}", key.as_str(), target.as_str());
                     out.routed.push((
@@ -344,6 +356,21 @@ impl Book {
         let mut events = Vec::new();
         update(&mut contact, &mut events, &mut out.routed);
         self.push_events(key, &contact, &events, now, out);
+        if effective(before.marketing.as_ref()) != effective(contact.marketing.as_ref()) {
+            if let Some(preference) = &contact.marketing {
+                out.events.push(EmittedEvent {
+                    key: key.clone(),
+                    id: marketing_event_id(key, preference),
+                    type_name: TYPE_MARKETING_CHANGED,
+                    payload: marketing_event(key, contact.wa_id.as_ref(), preference),
+                    due: None,
+                });
+            }
+        }
+        // Windows nothing can reopen any more are forgotten; the preference is kept.
+        if contact.marketing.is_some() && has_forgettable_windows(&contact, now, &self.cfg) {
+            contact.windows = ContactWindows::default();
+        }
         let forget = before != Contact::default() && self.forgettable(&contact, now);
         if *contact != before || forget {
             self.store(partition, key, contact, now, out);
@@ -404,7 +431,9 @@ impl Book {
     }
 
     fn forgettable(&self, contact: &Contact, now: UnixSeconds) -> bool {
-        contact.windows.is_forgettable(now, &self.cfg) && contact.alias_target(now).is_none()
+        contact.windows.is_forgettable(now, &self.cfg)
+            && contact.alias_target(now).is_none()
+            && contact.marketing.is_none()
     }
 
     /// Fires every timer of every partition due at `now`.
@@ -469,9 +498,11 @@ fn arm(timers: &mut Timers, cfg: &WindowConfig, key: &ContactKey, contact: &mut 
 /// or the moment it can be forgotten (so memory does not grow with every contact ever seen).
 fn next_deadline(contact: &Contact, cfg: &WindowConfig) -> Option<UnixSeconds> {
     let alias_end = contact.alias.as_ref().map(|a| a.until);
-    // A contact that still forwards is forgotten once its alias ends, not before.
+    // A contact that still forwards is forgotten once its alias ends, not before; one that
+    // keeps only its marketing preference has nothing left to forget.
     let forget_at = match alias_end {
         Some(_) => None,
+        None if contact.marketing.is_some() && contact.windows == ContactWindows::default() => None,
         None => contact.windows.forgettable_at(cfg),
     };
     [contact.windows.next_deadline(cfg), alias_end, forget_at]
@@ -517,6 +548,11 @@ fn remember_phone_number(
         ),
     ));
     contact.wa_id = Some(wa_id);
+}
+
+/// Window memory that can be dropped: nothing open, nothing remembered that still matters.
+fn has_forgettable_windows(contact: &Contact, now: UnixSeconds, cfg: &WindowConfig) -> bool {
+    contact.windows != ContactWindows::default() && contact.windows.is_forgettable(now, cfg)
 }
 
 fn forward(target: &ContactKey, event: Value, hops: u8, now: UnixSeconds, out: &mut Outbox) {

@@ -7,7 +7,10 @@ use serde_json::Value;
 
 use crate::domain::{customer_placed_call, ContactKey, MessageId, UnixSeconds, WaId};
 use crate::window::sanity::Implausible;
-use crate::window::{message_opens_window, ContactWindows, Input, WindowConfig};
+use crate::window::{
+    message_opens_window, ContactWindows, Input, Marketing, MarketingPreference, PreferenceSource,
+    WindowConfig,
+};
 
 /// Records the tracker itself routes through the inbound topic, to reach the partition that
 /// owns another key. Downstream consumers of the inbound topic can ignore them.
@@ -20,13 +23,39 @@ pub const TYPE_TICK: &str = "windowkeeper.clock.tick";
 
 /// Error code of a failed send that proves the customer service window is closed.
 const RE_ENGAGEMENT_ERROR: i64 = 131_047;
+/// Error code of a failed marketing send: the customer stopped marketing messages.
+const MARKETING_STOPPED_ERROR: i64 = 131_050;
+/// The `user_preferences` category that decides marketing templates.
+const MARKETING_CATEGORY: &str = "marketing_messages";
 /// A forwarded record that keeps being forwarded is a routing loop; stop it.
 pub const MAX_FORWARD_HOPS: u8 = 4;
 
+/// What one inbound item states about its contact, for the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// For the window rules.
+    Window(Input),
+    /// For the marketing preference.
+    Marketing(MarketingPreference),
+}
+
+impl Statement {
+    /// Meta's timestamp of the item.
+    pub fn at(&self) -> UnixSeconds {
+        match self {
+            Self::Window(input) => input.at(),
+            Self::Marketing(preference) => preference.since,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum TrackerInput {
-    /// Something for the window rules, plus the ids it names.
-    Rules { input: Input, wa_id: Option<WaId> },
+    /// Something for the rules, plus the ids it names.
+    Rules {
+        input: Statement,
+        wa_id: Option<WaId>,
+    },
     /// The customer's BSUID changed: move the state from this key to `to`.
     /// `at`: when the change happened (Meta's timestamp), which orders several changes.
     UserIdChanged {
@@ -59,6 +88,9 @@ pub struct MovedState {
     /// changes is the newest, whatever order they are delivered in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_at: Option<UnixSeconds>,
+    /// The marketing preference travels with the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marketing: Option<MarketingPreference>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,6 +128,11 @@ struct Data {
     call: Option<Value>,
     #[serde(default)]
     user_id_update: Option<Value>,
+    /// The webhook field of a pass-through item, and the item itself.
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    value: Option<Value>,
 }
 
 /// Decodes one inbound CloudEvent (already parsed JSON).
@@ -126,10 +163,15 @@ pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
 }
 
 fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerInput {
+    let preference = data.field.as_deref() == Some("user_preferences");
     let item = match event_type {
         "whatsapp.message.received" => data.message.as_ref(),
         "whatsapp.call.received" => data.call.as_ref(),
         "whatsapp.status.updated" => data.status.as_ref(),
+        "whatsapp.change.other" if preference => data
+            .value
+            .as_ref()
+            .filter(|v| v.get("category").and_then(Value::as_str) == Some(MARKETING_CATEGORY)),
         _ => None,
     };
     // Milliseconds, fractions, text: nothing a window could be judged by.
@@ -137,10 +179,11 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
         return TrackerInput::Rejected(Implausible::Unreadable);
     }
     let wa_id = data.wa_id.as_deref().map(WaId::new);
-    let rules = |input: Option<Input>, wa_id: Option<WaId>| match input {
+    let rules = |input: Option<Statement>, wa_id: Option<WaId>| match input {
         Some(input) => TrackerInput::Rules { input, wa_id },
         None => TrackerInput::Ignored,
     };
+    let window = |input: Option<Input>| input.map(Statement::Window);
     match event_type {
         "whatsapp.message.received" => {
             let Some(message) = data.message else {
@@ -150,15 +193,20 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
                 let at = timestamp(&message);
                 return moved_to(data.phone_number_id.as_deref(), new_user_id, wa_id, at);
             }
-            rules(customer_message(&message, cfg), wa_id)
+            rules(window(customer_message(&message, cfg)), wa_id)
         }
         "whatsapp.call.received" => rules(
-            data.call
-                .as_ref()
-                .and_then(|call| user_call(call, data.display_phone_number.as_deref())),
+            window(
+                data.call
+                    .as_ref()
+                    .and_then(|call| user_call(call, data.display_phone_number.as_deref())),
+            ),
             wa_id,
         ),
         "whatsapp.status.updated" => rules(data.status.as_ref().and_then(business_status), wa_id),
+        "whatsapp.change.other" if preference => {
+            rules(data.value.as_ref().and_then(marketing_preference), wa_id)
+        }
         "whatsapp.contact.user_id_changed" => {
             let current = data
                 .user_id_update
@@ -253,7 +301,7 @@ fn user_call(call: &Value, business_number: Option<&str>) -> Option<Input> {
     })
 }
 
-fn business_status(status: &Value) -> Option<Input> {
+fn business_status(status: &Value) -> Option<Statement> {
     let at = timestamp(status)?;
     match status.get("status").and_then(Value::as_str)? {
         "sent" => {
@@ -263,21 +311,47 @@ fn business_status(status: &Value) -> Option<Input> {
                 .then(|| status.pointer("/conversation/expiration_timestamp"))
                 .flatten()
                 .and_then(UnixSeconds::parse_meta);
-            Some(Input::BusinessSent {
+            Some(Statement::Window(Input::BusinessSent {
                 id: item_id(status)?,
                 at,
                 fep_expires_at,
-            })
+            }))
         }
         "failed" => {
-            let codes = status.get("errors").and_then(Value::as_array)?;
-            codes
-                .iter()
-                .any(|e| e.get("code").and_then(Value::as_i64) == Some(RE_ENGAGEMENT_ERROR))
-                .then_some(Input::ReEngagementFailed { at })
+            let errors = status.get("errors").and_then(Value::as_array)?;
+            let has = |code: i64| {
+                errors
+                    .iter()
+                    .any(|e| e.get("code").and_then(Value::as_i64) == Some(code))
+            };
+            if has(RE_ENGAGEMENT_ERROR) {
+                Some(Statement::Window(Input::ReEngagementFailed { at }))
+            } else if has(MARKETING_STOPPED_ERROR) {
+                Some(Statement::Marketing(MarketingPreference {
+                    marketing: Marketing::OptedOut,
+                    since: at,
+                    source: PreferenceSource::Error131050,
+                }))
+            } else {
+                None
+            }
         }
         _ => None,
     }
+}
+
+/// A `user_preferences` item of the marketing category: `stop` or `resume`.
+fn marketing_preference(item: &Value) -> Option<Statement> {
+    let marketing = match item.get("value").and_then(Value::as_str)? {
+        "stop" => Marketing::OptedOut,
+        "resume" => Marketing::OptedIn,
+        _ => return None,
+    };
+    Some(Statement::Marketing(MarketingPreference {
+        marketing,
+        since: timestamp(item)?,
+        source: PreferenceSource::UserPreferences,
+    }))
 }
 
 #[cfg(test)]
@@ -311,11 +385,11 @@ mod tests {
         assert!(matches!(
             input,
             TrackerInput::Rules {
-                input: Input::CustomerMessage {
+                input: Statement::Window(Input::CustomerMessage {
                     at: UnixSeconds(100),
                     referral: false,
                     ..
-                },
+                }),
                 ..
             }
         ));
@@ -349,7 +423,7 @@ mod tests {
         assert!(matches!(
             failed(131_047),
             TrackerInput::Rules {
-                input: Input::ReEngagementFailed { .. },
+                input: Statement::Window(Input::ReEngagementFailed { .. }),
                 ..
             }
         ));
@@ -370,10 +444,10 @@ mod tests {
         assert!(matches!(
             input,
             TrackerInput::Rules {
-                input: Input::BusinessSent {
+                input: Statement::Window(Input::BusinessSent {
                     fep_expires_at: Some(UnixSeconds(99)),
                     ..
-                },
+                }),
                 ..
             }
         ));

@@ -725,19 +725,14 @@ impl Tracker {
             return;
         }
         self.last_gauges = Instant::now();
-        let (service, free_entry) = self.book.open_windows();
-        self.metrics
-            .open_windows
-            .get_or_create(&crate::metrics::WindowLabels {
-                window: "customer_service",
-            })
-            .set(service);
-        self.metrics
-            .open_windows
-            .get_or_create(&crate::metrics::WindowLabels {
-                window: "free_entry_point",
-            })
-            .set(free_entry);
+        for (kind, open) in self.book.open_windows() {
+            self.metrics
+                .open_windows
+                .get_or_create(&crate::metrics::WindowLabels {
+                    window: kind.as_str(),
+                })
+                .set(open);
+        }
         self.metrics
             .tracked_contacts
             .set(self.book.contact_count() as i64);

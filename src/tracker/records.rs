@@ -5,10 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloudevent::CloudEvent;
 use crate::domain::{ContactKey, MessageId, UnixSeconds, UserId, WaId};
-use crate::window::{CloseReason, ContactWindows, EventType, WindowEvent, WindowKind, WindowView};
+use crate::window::{
+    CloseReason, ContactWindows, EventType, Marketing, MarketingPreference, PreferenceSource,
+    WindowEvent, WindowKind, WindowView,
+};
 
 pub const TRACKER_SOURCE: &str = "/windowkeeper/tracker";
 pub const TYPE_STATE: &str = "whatsapp.window.state";
+pub const TYPE_MARKETING_CHANGED: &str = "whatsapp.contact.marketing_preference_changed";
 
 /// The ids a contact key stands for.
 pub struct KeyParts<'a> {
@@ -63,7 +67,7 @@ pub fn event_time(event: &WindowEvent, now: UnixSeconds) -> UnixSeconds {
         EventType::Opened => event.opened_at,
         EventType::Closing { lead_secs } => event.expires_at.minus(lead_secs),
         EventType::Closed {
-            reason: CloseReason::Expired,
+            reason: CloseReason::Expired | CloseReason::Converted,
         } => event.expires_at,
         EventType::Closed {
             reason: CloseReason::MetaReported,
@@ -112,10 +116,75 @@ pub fn window_event(
     serialize(&envelope)
 }
 
+#[derive(Serialize)]
+struct MarketingEventData<'a> {
+    phone_number_id: &'a str,
+    user_id: Option<&'a UserId>,
+    wa_id: Option<&'a WaId>,
+    #[serde(flatten)]
+    preference: MarketingOut,
+}
+
+/// The preference as downstream reads it: `since` in RFC 3339 like every other instant.
+#[derive(Serialize)]
+struct MarketingOut {
+    marketing: Marketing,
+    #[serde(serialize_with = "rfc3339")]
+    since: UnixSeconds,
+    source: PreferenceSource,
+}
+
+impl From<MarketingPreference> for MarketingOut {
+    fn from(p: MarketingPreference) -> Self {
+        Self {
+            marketing: p.marketing,
+            since: p.since,
+            source: p.source,
+        }
+    }
+}
+
+/// Deterministic: the contact, the deciding timestamp and the new value.
+pub fn marketing_event_id(key: &ContactKey, preference: &MarketingPreference) -> String {
+    format!(
+        "{}:marketing:{}:{}",
+        key.as_str(),
+        preference.since.0,
+        preference.marketing.as_str()
+    )
+}
+
+pub fn marketing_event(
+    key: &ContactKey,
+    wa_id: Option<&WaId>,
+    preference: &MarketingPreference,
+) -> Vec<u8> {
+    let parts = key_parts(key, wa_id);
+    let data = MarketingEventData {
+        phone_number_id: parts.phone_number_id,
+        user_id: parts.user_id.as_ref(),
+        wa_id: parts.wa_id.as_ref(),
+        preference: (*preference).into(),
+    };
+    let id = marketing_event_id(key, preference);
+    serialize(&CloudEvent::new(
+        id.as_str(),
+        TRACKER_SOURCE,
+        TYPE_MARKETING_CHANGED,
+        key.as_str(),
+        Some(preference.since),
+        data,
+    ))
+}
+
 /// One contact as the tracker keeps it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Contact {
     pub windows: ContactWindows,
+    /// The marketing preference; `None` until one is stated (opted in). Kept when the windows
+    /// are forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marketing: Option<MarketingPreference>,
     /// The phone-number id seen with this BSUID, so a status naming only the phone number
     /// can be routed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +201,10 @@ pub struct Contact {
 impl PartialEq for Contact {
     /// Equal state; where its timer stands is bookkeeping, not state.
     fn eq(&self, other: &Self) -> bool {
-        self.windows == other.windows && self.wa_id == other.wa_id && self.alias == other.alias
+        self.windows == other.windows
+            && self.marketing == other.marketing
+            && self.wa_id == other.wa_id
+            && self.alias == other.alias
     }
 }
 
@@ -165,6 +237,8 @@ struct WindowStateOut {
     #[serde(serialize_with = "rfc3339")]
     expires_at: UnixSeconds,
     last_inbound_message_id: Option<MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    close_reason: Option<CloseReason>,
 }
 
 impl From<WindowView> for WindowStateOut {
@@ -174,6 +248,7 @@ impl From<WindowView> for WindowStateOut {
             opened_at: view.opened_at,
             expires_at: view.expires_at,
             last_inbound_message_id: view.last_inbound_message_id,
+            close_reason: view.close_reason,
         }
     }
 }
@@ -185,6 +260,8 @@ struct StateViewOut<'a> {
     wa_id: Option<&'a WaId>,
     customer_service: Option<WindowStateOut>,
     free_entry_point: Option<WindowStateOut>,
+    free_entry_offer: Option<WindowStateOut>,
+    marketing: Option<MarketingOut>,
     #[serde(serialize_with = "rfc3339")]
     updated_at: UnixSeconds,
     /// Everything the tracker needs to carry on after a restart.
@@ -206,6 +283,8 @@ pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Ve
         wa_id: parts.wa_id.as_ref(),
         customer_service: contact.windows.customer_service().map(Into::into),
         free_entry_point: contact.windows.free_entry_point().map(Into::into),
+        free_entry_offer: contact.windows.free_entry_offer().map(Into::into),
+        marketing: contact.marketing.map(Into::into),
         updated_at: now,
         tracker: &tracked,
     };

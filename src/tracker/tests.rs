@@ -408,3 +408,105 @@ fn a_timestamp_that_is_not_whole_seconds_is_counted_and_never_applied() {
         assert_eq!(out.rejected[0].1.reason(), "timestamp_unreadable");
     }
 }
+
+// ----- marketing preference -----
+
+fn preference(value: &str, at: i64) -> Value {
+    json!({"specversion": "1.0", "type": "whatsapp.change.other", "id": "p", "data": {
+        "phone_number_id": "100", "wa_id": "15550001", "user_id": "US.1",
+        "field": "user_preferences", "part": "item",
+        "value": {"wa_id": "15550001", "user_id": "US.1", "category": "marketing_messages",
+                  "value": value, "timestamp": at, "detail": "User requested"}}})
+}
+
+fn failed_131050(at: i64) -> Value {
+    json!({"specversion": "1.0", "type": "whatsapp.status.updated", "id": "s", "data": {
+        "phone_number_id": "100", "wa_id": "15550001", "user_id": "US.1",
+        "status": {"id": "wamid.OUT", "status": "failed", "timestamp": at.to_string(),
+                   "recipient_user_id": "US.1", "errors": [{"code": 131050}]}}})
+}
+
+fn marketing_changes(out: &Outbox) -> Vec<(String, String, String)> {
+    out.events
+        .iter()
+        .filter(|e| e.type_name == "whatsapp.contact.marketing_preference_changed")
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.payload).expect("JSON");
+            let text = |field: &str| v["data"][field].as_str().unwrap_or_default().to_owned();
+            (text("marketing"), text("since"), text("source"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_stop_is_announced_once_and_a_resume_undoes_it() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let out = feed(&mut book, &bsuid, preference("stop", T0), T0);
+    assert_eq!(
+        marketing_changes(&out),
+        [(
+            "opted_out".into(),
+            "2026-11-21T08:33:20Z".into(),
+            "user_preferences".into()
+        )]
+    );
+    let (_, _, state) = &out.states[0];
+    let contact = read_state_record(state.as_deref().expect("state")).expect("readable");
+    assert!(contact.marketing.is_some());
+    let again = feed(&mut book, &bsuid, preference("stop", T0), T0 + 1);
+    assert!(again.is_empty(), "a retried stop changes nothing");
+    let older = feed(&mut book, &bsuid, preference("resume", T0 - 5), T0 + 2);
+    assert!(marketing_changes(&older).is_empty(), "older than the stop");
+    let resumed = feed(&mut book, &bsuid, preference("resume", T0 + 3), T0 + 3);
+    assert_eq!(marketing_changes(&resumed)[0].0, "opted_in");
+}
+
+#[test]
+fn a_failed_marketing_send_131050_opts_the_contact_out() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    let out = feed(&mut book, &bsuid, failed_131050(T0), T0);
+    assert_eq!(marketing_changes(&out)[0].0, "opted_out");
+    assert_eq!(marketing_changes(&out)[0].2, "error_131050");
+    assert!(event_types(&out).iter().all(|t| !t.starts_with("opened")));
+}
+
+#[test]
+fn the_preference_outlives_forgotten_windows() {
+    let mut book = Book::new(cfg());
+    let bsuid = key("100:US.1");
+    feed(&mut book, &bsuid, message(T0, "wamid.A", false), T0);
+    feed(&mut book, &bsuid, preference("stop", T0 + 1), T0 + 1);
+    let mut out = Outbox::default();
+    for _ in 0..10 {
+        let Some(at) = book.next_timer() else { break };
+        book.tick(at, &mut out);
+    }
+    assert!(book.next_timer().is_none(), "nothing left to wait for");
+    let contact = book.contact(PARTITION, &bsuid).expect("kept");
+    assert_eq!(contact.windows, Default::default(), "windows forgotten");
+    assert!(contact.marketing.is_some());
+    let last_state = out.states.last().expect("a state record");
+    assert!(last_state.2.is_some(), "rewritten, not tombstoned");
+}
+
+#[test]
+fn the_preference_follows_a_user_id_change() {
+    let mut book = Book::new(cfg());
+    let old = key("100:US.1");
+    let new = key("100:US.2");
+    feed(&mut book, &old, preference("stop", T0), T0);
+    let change = json!({"specversion": "1.0", "type": "whatsapp.contact.user_id_changed", "id": "u", "data": {
+        "phone_number_id": "100", "user_id_update": {"wa_id": "15550001", "user_id": {"previous": "US.1", "current": "US.2"}}}});
+    let out = feed(&mut book, &old, change, T0 + 1);
+    let arrived = deliver_routed(&mut book, out, T0 + 1);
+    assert_eq!(
+        marketing_changes(&arrived)[0].0,
+        "opted_out",
+        "the new id is now opted out"
+    );
+    assert!(book
+        .contact(PARTITION, &new)
+        .is_some_and(|c| c.marketing.is_some()));
+}

@@ -9,13 +9,22 @@ use crate::domain::{MessageId, UnixSeconds};
 pub enum WindowKind {
     CustomerService,
     FreeEntryPoint,
+    /// The 24 hours in which a reply to a referral message still opens a free entry point.
+    FreeEntryOffer,
 }
 
 impl WindowKind {
+    pub const ALL: [Self; 3] = [
+        Self::CustomerService,
+        Self::FreeEntryPoint,
+        Self::FreeEntryOffer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CustomerService => "customer_service",
             Self::FreeEntryPoint => "free_entry_point",
+            Self::FreeEntryOffer => "free_entry_offer",
         }
     }
 }
@@ -27,6 +36,8 @@ pub enum CloseReason {
     Expired,
     /// Meta rejected a send with 131047: the CSW was closed although the state said open.
     MetaReported,
+    /// A free entry offer whose reply opened the free entry point window.
+    Converted,
 }
 
 impl CloseReason {
@@ -34,6 +45,7 @@ impl CloseReason {
         match self {
             Self::Expired => "expired",
             Self::MetaReported => "meta_reported",
+            Self::Converted => "converted",
         }
     }
 }
@@ -127,6 +139,9 @@ pub struct WindowView {
     pub expires_at_from_meta: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_inbound_message_id: Option<MessageId>,
+    /// Why it closed; `None` while open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<CloseReason>,
 }
 
 impl WindowView {

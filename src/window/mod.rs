@@ -42,7 +42,19 @@
 //!   `missed` so that it cannot be opened afterwards.
 //! - 131047 does not touch the FEP.
 //!
-//! # Warnings and closes (both kinds)
+//! # Free entry offer (FEO)
+//!
+//! - The reply window of a referral is itself announced: a customer message with a `referral`
+//!   at `t_r` opens the offer, `opened_at = t_r`, `expires_at = t_r + service_window` — unless
+//!   an FEP is open (the reply is free anyway), the offer would already be over (late rule), or
+//!   the referral is not newer than the last offer (identities only grow).
+//! - A newer referral while the offer is open moves its end (warnings re-arm).
+//! - The FEP opening (by a reply, or by Meta's `free_entry_point` status) closes the open offer
+//!   `converted` at the FEP's start; its end passing closes it `expired`.
+//! - A reply processed before its referral message: the offer was taken up before we knew of
+//!   it, so only the FEP opens (the late rule, applied to the offer).
+//!
+//! # Warnings and closes (every kind)
 //!
 //! One `closing` per configured lead whose time (`expires_at - lead`) was still ahead of `now`
 //! when the window opened or its end last moved, emitted once that time comes and while the
@@ -68,9 +80,9 @@
 //!
 //! # Views
 //!
-//! [`ContactWindows::customer_service`] and [`ContactWindows::free_entry_point`] show the latest
-//! announced window of each kind, open or closed (`WindowView::is_open`); for a closed one,
-//! `expires_at` is when it closed. An FEP that was never announced has no view.
+//! [`ContactWindows::latest`] shows the latest announced window of each kind, open or closed
+//! (`WindowView::is_open`, with its `close_reason`); for a closed one, `expires_at` is when it
+//! closed. An FEP that was never announced has no view.
 //!
 //! # Forgetting
 //!
@@ -80,6 +92,7 @@
 
 mod config;
 mod event;
+pub mod marketing;
 mod record;
 pub mod sanity;
 mod state;
@@ -92,4 +105,5 @@ pub use config::{
     DEFAULT_SERVICE_WINDOW_SECS, MAX_CLOSING_LEADS,
 };
 pub use event::{CloseReason, EventType, WindowEvent, WindowKind, WindowView};
+pub use marketing::{Marketing, MarketingPreference, PreferenceSource};
 pub use state::{ContactWindows, Input};

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, UnixSeconds};
 
+use super::event::CloseReason;
 use super::state::{ContactWindows, Merged, MergedIdentity, Status, Window, NEVER};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,6 +34,8 @@ pub(super) struct StateRecord {
     inbound_floor_at: Option<UnixSeconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     free_entry_point: Option<WindowRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    free_entry_offer: Option<WindowRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     referral_at: Option<UnixSeconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +63,9 @@ struct WindowRecord {
     closing_leads_done: u8,
     #[serde(default, skip_serializing_if = "is_false")]
     expires_at_from_meta: bool,
+    /// Why a closed window closed; records written before reasons were kept read as `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    close_reason: Option<CloseReason>,
     /// Windows announced under the customer's previous id that continue as this one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     merged_windows: Vec<MergedRecord>,
@@ -82,11 +88,11 @@ fn known(at: UnixSeconds) -> Option<UnixSeconds> {
 
 impl WindowRecord {
     fn from_window(window: &Window, merged: &[MergedIdentity]) -> Option<Self> {
-        let state = match window.status {
+        let (state, close_reason) = match window.status {
             Status::Never => return None,
-            Status::Open => WindowState::Open,
-            Status::Closed => WindowState::Closed,
-            Status::Missed => WindowState::Missed,
+            Status::Open => (WindowState::Open, None),
+            Status::Closed(reason) => (WindowState::Closed, Some(reason)),
+            Status::Missed => (WindowState::Missed, None),
         };
         Some(Self {
             state,
@@ -94,6 +100,7 @@ impl WindowRecord {
             expires_at: window.expires_at,
             closing_leads_done: window.leads_done,
             expires_at_from_meta: window.expires_at_from_meta,
+            close_reason,
             merged_windows: merged
                 .iter()
                 .map(|identity| MergedRecord {
@@ -107,7 +114,9 @@ impl WindowRecord {
     fn into_window(self) -> (Window, Vec<MergedIdentity>) {
         let status = match self.state {
             WindowState::Open => Status::Open,
-            WindowState::Closed => Status::Closed,
+            WindowState::Closed => {
+                Status::Closed(self.close_reason.unwrap_or(CloseReason::Expired))
+            }
             WindowState::Missed => Status::Missed,
         };
         let window = Window {
@@ -134,9 +143,11 @@ impl From<ContactWindows> for StateRecord {
         let merged = state.merged.as_deref();
         let service_merged = merged.map_or(&[][..], |m| &m.customer_service[..]);
         let entry_merged = merged.map_or(&[][..], |m| &m.free_entry_point[..]);
+        let offer_merged = merged.map_or(&[][..], |m| &m.free_entry_offer[..]);
         Self {
             customer_service: WindowRecord::from_window(&state.service, service_merged),
             free_entry_point: WindowRecord::from_window(&state.entry, entry_merged),
+            free_entry_offer: WindowRecord::from_window(&state.offer, offer_merged),
             inbound_floor_at: known(state.inbound_floor),
             referral_at: known(state.referral_at),
             earliest_business_send_at: known(state.earliest_send_at),
@@ -156,13 +167,19 @@ impl From<StateRecord> for ContactWindows {
             .free_entry_point
             .map(WindowRecord::into_window)
             .unwrap_or_default();
+        let (offer, offer_merged) = record
+            .free_entry_offer
+            .map(WindowRecord::into_window)
+            .unwrap_or_default();
         let merged = Merged {
             customer_service: service_merged,
             free_entry_point: entry_merged,
+            free_entry_offer: offer_merged,
         };
         ContactWindows {
             service,
             entry,
+            offer,
             inbound_floor: record.inbound_floor_at.unwrap_or(NEVER),
             referral_at: record.referral_at.unwrap_or(NEVER),
             earliest_send_at: record.earliest_business_send_at.unwrap_or(NEVER),

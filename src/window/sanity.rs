@@ -5,8 +5,6 @@
 
 use crate::domain::UnixSeconds;
 
-use super::Input;
-
 /// How far ahead of its acceptance a timestamp may be (clock skew between Meta and us).
 pub const MAX_AHEAD_SECS: i64 = 5 * 60;
 /// How old a timestamp may be when accepted (Meta retries for 7 days; 30 leaves room).
@@ -31,9 +29,8 @@ impl Implausible {
     }
 }
 
-/// Whether `input`'s timestamp is believable for an item accepted at `accepted`.
-pub fn check(input: &Input, accepted: UnixSeconds) -> Result<(), Implausible> {
-    let at = input.at();
+/// Whether Meta's timestamp `at` is believable for an item accepted at `accepted`.
+pub fn check(at: UnixSeconds, accepted: UnixSeconds) -> Result<(), Implausible> {
     if at.0 > accepted.0.saturating_add(MAX_AHEAD_SECS) {
         Err(Implausible::Ahead)
     } else if at.0 < accepted.0.saturating_sub(MAX_AGE_SECS) {
@@ -46,22 +43,12 @@ pub fn check(input: &Input, accepted: UnixSeconds) -> Result<(), Implausible> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::MessageId;
-
-    fn message(at: i64) -> Input {
-        Input::CustomerMessage {
-            id: MessageId::new("wamid.A"),
-            at: UnixSeconds(at),
-            referral: false,
-        }
-    }
-
     const ACCEPTED: i64 = 1_795_250_000;
 
     proptest::proptest! {
         #[test]
         fn applied_exactly_when_within_the_bounds(offset in -(MAX_AGE_SECS * 3)..(MAX_AGE_SECS * 3)) {
-            let verdict = check(&message(ACCEPTED + offset), UnixSeconds(ACCEPTED));
+            let verdict = check(UnixSeconds(ACCEPTED + offset), UnixSeconds(ACCEPTED));
             let believable = (-MAX_AGE_SECS..=MAX_AHEAD_SECS).contains(&offset);
             proptest::prop_assert_eq!(verdict.is_ok(), believable);
         }
@@ -69,32 +56,38 @@ mod tests {
 
     #[test]
     fn bounds_are_inclusive_and_milliseconds_are_refused() {
-        assert_eq!(check(&message(ACCEPTED), UnixSeconds(ACCEPTED)), Ok(()));
+        assert_eq!(check(UnixSeconds(ACCEPTED), UnixSeconds(ACCEPTED)), Ok(()));
         assert_eq!(
-            check(&message(ACCEPTED + MAX_AHEAD_SECS), UnixSeconds(ACCEPTED)),
+            check(
+                UnixSeconds(ACCEPTED + MAX_AHEAD_SECS),
+                UnixSeconds(ACCEPTED)
+            ),
             Ok(())
         );
         assert_eq!(
             check(
-                &message(ACCEPTED + MAX_AHEAD_SECS + 1),
+                UnixSeconds(ACCEPTED + MAX_AHEAD_SECS + 1),
                 UnixSeconds(ACCEPTED)
             ),
             Err(Implausible::Ahead)
         );
         assert_eq!(
-            check(&message(ACCEPTED - MAX_AGE_SECS), UnixSeconds(ACCEPTED)),
+            check(UnixSeconds(ACCEPTED - MAX_AGE_SECS), UnixSeconds(ACCEPTED)),
             Ok(())
         );
         assert_eq!(
-            check(&message(ACCEPTED - MAX_AGE_SECS - 1), UnixSeconds(ACCEPTED)),
+            check(
+                UnixSeconds(ACCEPTED - MAX_AGE_SECS - 1),
+                UnixSeconds(ACCEPTED)
+            ),
             Err(Implausible::TooOld)
         );
         assert_eq!(
-            check(&message(ACCEPTED * 1000), UnixSeconds(ACCEPTED)),
+            check(UnixSeconds(ACCEPTED * 1000), UnixSeconds(ACCEPTED)),
             Err(Implausible::Ahead)
         );
         assert_eq!(
-            check(&message(-ACCEPTED), UnixSeconds(ACCEPTED)),
+            check(UnixSeconds(-ACCEPTED), UnixSeconds(ACCEPTED)),
             Err(Implausible::TooOld)
         );
     }

@@ -51,7 +51,7 @@ pub(super) enum Status {
     #[default]
     Never,
     Open,
-    Closed,
+    Closed(CloseReason),
     /// FEP only: a window the data proves existed but whose end had passed before we learned of
     /// it. It was never announced; it is remembered so that it is not opened later.
     Missed,
@@ -102,6 +102,7 @@ pub(super) struct MergedIdentity {
 pub(super) struct Merged {
     pub(super) customer_service: Vec<MergedIdentity>,
     pub(super) free_entry_point: Vec<MergedIdentity>,
+    pub(super) free_entry_offer: Vec<MergedIdentity>,
 }
 
 impl Merged {
@@ -109,11 +110,20 @@ impl Merged {
         match kind {
             WindowKind::CustomerService => &mut self.customer_service,
             WindowKind::FreeEntryPoint => &mut self.free_entry_point,
+            WindowKind::FreeEntryOffer => &mut self.free_entry_offer,
+        }
+    }
+
+    fn of(&self, kind: WindowKind) -> &[MergedIdentity] {
+        match kind {
+            WindowKind::CustomerService => &self.customer_service,
+            WindowKind::FreeEntryPoint => &self.free_entry_point,
+            WindowKind::FreeEntryOffer => &self.free_entry_offer,
         }
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.customer_service.is_empty() && self.free_entry_point.is_empty()
+        WindowKind::ALL.iter().all(|&kind| self.of(kind).is_empty())
     }
 }
 
@@ -124,6 +134,8 @@ impl Merged {
 pub struct ContactWindows {
     pub(super) service: Window,
     pub(super) entry: Window,
+    /// The free entry offer: open while a reply to the newest referral would still open an FEP.
+    pub(super) offer: Window,
     /// Customer messages stamped at or before this no longer open or extend the CSW: the newest
     /// message that counted, or Meta's newest 131047 report, whichever is later. While the CSW
     /// is open it is exactly the last inbound message's timestamp.
@@ -144,6 +156,7 @@ impl Default for ContactWindows {
         Self {
             service: Window::default(),
             entry: Window::default(),
+            offer: Window::default(),
             inbound_floor: NEVER,
             referral_at: NEVER,
             earliest_send_at: NEVER,
@@ -259,18 +272,17 @@ impl ContactWindows {
     /// open, and the close of every window whose end passed. A window that ended while nobody
     /// ticked gets only its `closed`; its pending warnings are skipped.
     pub fn tick(&mut self, now: UnixSeconds, cfg: &WindowConfig, out: &mut Vec<WindowEvent>) {
-        self.tick_kind(WindowKind::CustomerService, now, cfg, out);
-        self.tick_kind(WindowKind::FreeEntryPoint, now, cfg, out);
+        for kind in WindowKind::ALL {
+            self.tick_kind(kind, now, cfg, out);
+        }
     }
 
     /// The earliest instant at which `tick` would emit something; `None` when nothing is open.
     pub fn next_deadline(&self, cfg: &WindowConfig) -> Option<UnixSeconds> {
-        let service = self.next_due(WindowKind::CustomerService, cfg);
-        let entry = self.next_due(WindowKind::FreeEntryPoint, cfg);
-        match (service, entry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        WindowKind::ALL
+            .into_iter()
+            .filter_map(|kind| self.next_due(kind, cfg))
+            .min()
     }
 
     /// True when no window is open and nothing remembered can change a decision any more: every
@@ -283,7 +295,10 @@ impl ContactWindows {
     /// When [`Self::is_forgettable`] becomes true if nothing else happens: `None` while a window
     /// is open (its own deadlines come first).
     pub fn forgettable_at(&self, cfg: &WindowConfig) -> Option<UnixSeconds> {
-        if self.service.is_open() || self.entry.is_open() {
+        if WindowKind::ALL
+            .into_iter()
+            .any(|kind| self.window(kind).is_open())
+        {
             return None;
         }
         let memory = cfg.memory_secs();
@@ -320,7 +335,7 @@ impl ContactWindows {
             (true, true) => old.inbound_floor > self.inbound_floor,
             _ => self.last_inbound_message_id.is_none(),
         };
-        for kind in [WindowKind::CustomerService, WindowKind::FreeEntryPoint] {
+        for kind in WindowKind::ALL {
             self.absorb_window(kind, &mut old, now, cfg);
         }
         if take_their_message_id {
@@ -346,6 +361,21 @@ impl ContactWindows {
         self.view(WindowKind::FreeEntryPoint)
     }
 
+    /// The latest free entry offer, open or closed.
+    pub fn free_entry_offer(&self) -> Option<WindowView> {
+        self.view(WindowKind::FreeEntryOffer)
+    }
+
+    /// Whether a window of `kind` is open (as of the last `tick`).
+    pub fn is_open(&self, kind: WindowKind) -> bool {
+        self.window(kind).is_open()
+    }
+
+    /// The latest announced window of `kind`, open or closed.
+    pub fn latest(&self, kind: WindowKind) -> Option<WindowView> {
+        self.view(kind)
+    }
+
     /// Identities of windows of this kind announced under an old id and merged by a move.
     pub fn merged_opened_at(&self, kind: WindowKind) -> impl Iterator<Item = UnixSeconds> + '_ {
         self.merged_identities(kind)
@@ -354,18 +384,19 @@ impl ContactWindows {
 
     fn view(&self, kind: WindowKind) -> Option<WindowView> {
         let window = self.window(kind);
-        let open = match window.status {
-            Status::Open => true,
-            Status::Closed => false,
+        let close_reason = match window.status {
+            Status::Open => None,
+            Status::Closed(reason) => Some(reason),
             Status::Never | Status::Missed => return None,
         };
         Some(WindowView {
             window: kind,
-            open,
+            open: close_reason.is_none(),
             opened_at: window.opened_at,
             expires_at: window.expires_at,
             expires_at_from_meta: window.expires_at_from_meta,
             last_inbound_message_id: self.last_inbound_message_id.clone(),
+            close_reason,
         })
     }
 
@@ -438,10 +469,69 @@ impl ContactWindows {
         out: &mut Vec<WindowEvent>,
     ) {
         self.referral_at = self.referral_at.max(referral_at);
-        // The reply may have been processed before the message it answers.
+        // The reply may have been processed before the message it answers: then the offer
+        // was taken up before we knew of it, and only the FEP remains to open.
         if let Some(reply_at) = self.remembered_reply(referral_at, cfg) {
             self.on_reply(reply_at, referral_at, now, cfg, out);
+            return;
         }
+        self.offer_entry(referral_at, now, cfg, out);
+    }
+
+    /// Opens the free entry offer of a referral at `referral_at`, or moves the open offer's end
+    /// to this newer referral's reply deadline.
+    fn offer_entry(
+        &mut self,
+        referral_at: UnixSeconds,
+        now: UnixSeconds,
+        cfg: &WindowConfig,
+        out: &mut Vec<WindowEvent>,
+    ) {
+        // Nothing to offer while an FEP runs: the reply is free anyway.
+        if self.entry.is_open() {
+            return;
+        }
+        let expires_at = referral_at.plus(cfg.reply_window_secs());
+        if expires_at <= now {
+            return; // late: the offer was over before we learned of it
+        }
+        let offer = self.offer;
+        if offer.is_open() {
+            if expires_at > offer.expires_at {
+                self.move_end(WindowKind::FreeEntryOffer, expires_at, now, cfg);
+            }
+            return;
+        }
+        // Offer identities only grow, as FEP identities do: a referral older than the last
+        // offer, arriving late, belongs to an offer already announced or already over.
+        if offer.status != Status::Never && referral_at <= offer.opened_at {
+            return;
+        }
+        self.open(
+            WindowKind::FreeEntryOffer,
+            referral_at,
+            expires_at,
+            false,
+            now,
+            cfg,
+            out,
+        );
+    }
+
+    /// The FEP began at `at`: an open offer was taken up.
+    fn convert_offer(&mut self, at: UnixSeconds, cfg: &WindowConfig, out: &mut Vec<WindowEvent>) {
+        let offer = self.offer;
+        if !offer.is_open() {
+            return;
+        }
+        let ended_at = at.clamp(offer.opened_at, offer.expires_at);
+        self.close(
+            WindowKind::FreeEntryOffer,
+            ended_at,
+            CloseReason::Converted,
+            cfg,
+            out,
+        );
     }
 
     fn on_business_send(
@@ -483,7 +573,7 @@ impl ContactWindows {
                 }
                 return;
             }
-            Status::Closed | Status::Missed => {
+            Status::Closed(_) | Status::Missed => {
                 let referral_used = entry.opened_at >= referral_at;
                 let inside_previous = reply_at < entry.expires_at;
                 if referral_used || inside_previous {
@@ -492,6 +582,7 @@ impl ContactWindows {
             }
             Status::Never => {}
         }
+        self.convert_offer(reply_at, cfg, out);
         if expires_at > now {
             self.open(
                 WindowKind::FreeEntryPoint,
@@ -546,6 +637,7 @@ impl ContactWindows {
         if !newer_than_known {
             return;
         }
+        self.convert_offer(sent_at, cfg, out);
         if expires_at <= now {
             self.entry = Window {
                 opened_at: sent_at,
@@ -605,6 +697,7 @@ impl ContactWindows {
         match kind {
             WindowKind::CustomerService => &self.service,
             WindowKind::FreeEntryPoint => &self.entry,
+            WindowKind::FreeEntryOffer => &self.offer,
         }
     }
 
@@ -613,6 +706,7 @@ impl ContactWindows {
         let window = match kind {
             WindowKind::CustomerService => &mut self.service,
             WindowKind::FreeEntryPoint => &mut self.entry,
+            WindowKind::FreeEntryOffer => &mut self.offer,
         };
         Parts {
             window,
@@ -679,7 +773,7 @@ impl ContactWindows {
         out: &mut Vec<WindowEvent>,
     ) {
         let parts = self.parts(kind);
-        parts.window.status = Status::Closed;
+        parts.window.status = Status::Closed(reason);
         parts.window.expires_at = ended_at;
         // Warnings not sent by now never will be; marking them done makes the state after a
         // missed stretch of ticks equal to the state after ticking through it.
@@ -749,10 +843,7 @@ impl ContactWindows {
     }
 
     fn merged_identities(&self, kind: WindowKind) -> impl Iterator<Item = &MergedIdentity> {
-        let merged = self.merged.as_deref().map_or(&[][..], |m| match kind {
-            WindowKind::CustomerService => &m.customer_service[..],
-            WindowKind::FreeEntryPoint => &m.free_entry_point[..],
-        });
+        let merged = self.merged.as_deref().map_or(&[][..], |m| m.of(kind));
         merged.iter()
     }
 

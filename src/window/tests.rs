@@ -367,9 +367,18 @@ fn a_reply_to_a_referral_opens_the_free_entry_point_window() {
     let mut c = Contact::new();
     assert_eq!(
         c.apply(referral("r", 10), 11),
-        ["customer_service:10:opened:110"]
+        [
+            "customer_service:10:opened:110",
+            "free_entry_offer:10:opened:110"
+        ]
     );
-    assert_eq!(c.apply(sent(20), 21), ["free_entry_point:20:opened:320"]);
+    assert_eq!(
+        c.apply(sent(20), 21),
+        [
+            "free_entry_offer:10:closed:converted:20",
+            "free_entry_point:20:opened:320"
+        ]
+    );
     assert_eq!(c.fep(), Some((20, 320)));
     assert_eq!(c.apply(sent(30), 31), none(), "only the first reply opens");
     // Independent of the CSW: it closes at its own end.
@@ -413,7 +422,10 @@ fn a_reply_processed_before_its_referral_still_opens_at_the_reply() {
 fn an_earlier_reply_arriving_late_moves_the_end_not_the_identity() {
     let mut c = Contact::new();
     c.apply(referral("r", 10), 11);
-    assert_eq!(c.apply(sent(30), 31), ["free_entry_point:30:opened:330"]);
+    assert_eq!(
+        fep_only(c.apply(sent(30), 31)),
+        ["free_entry_point:30:opened:330"]
+    );
     assert_eq!(c.apply(sent(20), 32), none());
     assert_eq!(c.fep(), Some((30, 320)));
     assert_eq!(
@@ -441,7 +453,135 @@ fn a_new_referral_after_the_window_ended_can_open_another() {
     c.apply(sent(20), 21);
     c.tick(320);
     c.apply(referral("r2", 400), 401);
-    assert_eq!(c.apply(sent(410), 411), ["free_entry_point:410:opened:710"]);
+    assert_eq!(
+        fep_only(c.apply(sent(410), 411)),
+        ["free_entry_point:410:opened:710"]
+    );
+}
+
+// ----- free entry offer -----
+
+fn offer_only(events: Vec<String>) -> Vec<String> {
+    events
+        .into_iter()
+        .filter(|e| e.starts_with("free_entry_offer"))
+        .collect()
+}
+
+#[test]
+fn an_unanswered_referral_offer_is_warned_and_expires_after_the_reply_window() {
+    let mut c = Contact::new();
+    assert_eq!(
+        offer_only(c.apply(referral("r", 10), 11)),
+        ["free_entry_offer:10:opened:110"]
+    );
+    assert_eq!(
+        offer_only(c.tick(60)),
+        ["free_entry_offer:10:closing:50:110"]
+    );
+    assert_eq!(
+        offer_only(c.tick(90)),
+        ["free_entry_offer:10:closing:20:110"]
+    );
+    assert_eq!(
+        offer_only(c.tick(110)),
+        ["free_entry_offer:10:closed:expired:110"]
+    );
+    assert_eq!(
+        c.apply(sent(120), 121),
+        none(),
+        "a reply after the offer ended opens no FEP"
+    );
+    let offer = c.state.free_entry_offer().expect("remembered");
+    assert_eq!(offer.close_reason, Some(CloseReason::Expired));
+}
+
+#[test]
+fn a_newer_referral_moves_the_open_offer_and_rearms_its_warnings() {
+    let mut c = Contact::new();
+    c.apply(referral("r1", 10), 11);
+    assert_eq!(
+        offer_only(c.tick(60)),
+        ["free_entry_offer:10:closing:50:110"]
+    );
+    assert_eq!(offer_only(c.apply(referral("r2", 50), 61)), none());
+    assert_eq!(
+        offer_only(c.tick(100)),
+        ["free_entry_offer:10:closing:50:150"],
+        "warned again before the new end"
+    );
+    assert_eq!(
+        offer_only(c.apply(referral("r0", 5), 101)),
+        none(),
+        "an older referral arriving late does not move the end back"
+    );
+    assert_eq!(
+        offer_only(c.tick(150)),
+        ["free_entry_offer:10:closed:expired:150"]
+    );
+}
+
+#[test]
+fn a_referral_while_a_free_entry_point_runs_offers_nothing() {
+    let mut c = Contact::new();
+    c.apply(sent_meta(20, 320), 21);
+    assert!(c.fep().is_some());
+    assert_eq!(offer_only(c.apply(referral("r", 30), 31)), none());
+    assert_eq!(c.state.free_entry_offer(), None);
+}
+
+#[test]
+fn a_late_referral_offers_nothing() {
+    let mut c = Contact::new();
+    assert_eq!(offer_only(c.apply(referral("r", 10), 110)), none());
+    assert_eq!(c.state.free_entry_offer(), None);
+}
+
+#[test]
+fn meta_stating_the_free_entry_point_converts_the_offer() {
+    let mut c = Contact::new();
+    c.apply(referral("r", 10), 11);
+    assert_eq!(
+        c.apply(sent_meta(40, 300), 41),
+        [
+            "free_entry_offer:10:closed:converted:40",
+            "free_entry_point:40:opened:300"
+        ]
+    );
+    assert_eq!(
+        c.deadline(),
+        Some(60),
+        "the CSW's first warning; nothing left of the offer"
+    );
+}
+
+#[test]
+fn a_referral_older_than_a_closed_offer_opens_no_second_one() {
+    let mut c = Contact::new();
+    c.apply(referral("r2", 50), 51);
+    c.tick(150);
+    assert_eq!(offer_only(c.apply(referral("r1", 40), 152)), none());
+}
+
+#[test]
+fn both_ids_with_an_open_offer_merge_into_one_that_closes_each_identity() {
+    let mut old = Contact::new();
+    old.apply(referral("r1", 10), 11);
+    let mut new = Contact::new();
+    new.apply(referral("r2", 30), 31);
+    let mut out = Vec::new();
+    new.state.absorb(old.state, at(32), &new.cfg, &mut out);
+    assert!(out.is_empty());
+    let offer = new.state.free_entry_offer().expect("open");
+    assert_eq!((offer.opened_at.0, offer.expires_at.0), (30, 130));
+    assert_eq!(
+        new.apply(sent(40), 41),
+        [
+            "free_entry_offer:30:closed:converted:40",
+            "free_entry_offer:10:closed:converted:40",
+            "free_entry_point:40:opened:340"
+        ]
+    );
 }
 
 #[test]
@@ -570,6 +710,10 @@ fn state_survives_a_json_round_trip_and_reads_well() {
             "free_entry_point": {
                 "state": "open", "opened_at": 20, "expires_at": 320, "closing_leads_done": 0
             },
+            "free_entry_offer": {
+                "state": "closed", "opened_at": 10, "expires_at": 20, "closing_leads_done": 3,
+                "close_reason": "converted"
+            },
             "referral_at": 10,
             "earliest_business_send_at": 20,
             "latest_business_send_at": 20
@@ -661,7 +805,14 @@ fn a_move_keeps_the_later_end_and_the_old_memory() {
         none(),
         "older than what the old id saw"
     );
-    assert_eq!(new.apply(sent(80), 81), ["free_entry_point:80:opened:380"]);
+    assert_eq!(
+        new.apply(sent(80), 81),
+        [
+            "free_entry_offer:75:closed:converted:80",
+            "free_entry_point:80:opened:380"
+        ],
+        "the old id's offer came along and is taken up"
+    );
 }
 
 #[test]
@@ -784,5 +935,5 @@ fn event_ids_and_types() {
 #[test]
 fn per_contact_state_stays_small() {
     let size = std::mem::size_of::<ContactWindows>();
-    assert!(size <= 104, "ContactWindows grew to {size} bytes");
+    assert!(size <= 128, "ContactWindows grew to {size} bytes");
 }
