@@ -108,6 +108,34 @@ impl CustomerId {
             Self::Phone(w) => w.as_str(),
         }
     }
+
+    /// Reads a customer id someone typed or sent us: a `wa_id` (digits) or a BSUID (a
+    /// two-letter country code, then one to three dot-separated alphanumeric parts, as in
+    /// `US.13491208655302741918` or the parent form `US.ENT.…`). `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if is_digits(raw) {
+            return Some(Self::Phone(WaId::new(raw)));
+        }
+        let (country, rest) = raw.split_once('.')?;
+        let country_ok = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
+        let parts_ok = rest.split('.').count() <= 3
+            && rest.split('.').all(|part| {
+                (1..=128).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+        (country_ok && parts_ok).then(|| Self::User(UserId::new(raw)))
+    }
+}
+
+impl PhoneNumberId {
+    /// Reads a business number's id as Meta writes it: digits only. `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        is_digits(raw).then(|| Self::new(raw))
+    }
+}
+
+/// 1 to 32 ASCII digits: Meta's numeric ids and phone numbers, with room to spare.
+fn is_digits(raw: &str) -> bool {
+    (1..=32).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The Kafka key of everything about one contact: `<phone_number_id>:<customer id>`.
@@ -179,6 +207,43 @@ mod tests {
             ContactKey::new(&pnid, &phone_only).as_str(),
             "106540352242922:16505551234"
         );
+    }
+
+    #[test]
+    fn customer_ids_are_wa_ids_or_bsuids_and_nothing_else() {
+        for raw in [
+            "16505551234",
+            "US.13491208655302741918",
+            "US.ENT.123",
+            "BR.a1.b2",
+        ] {
+            assert!(CustomerId::parse(raw).is_some(), "{raw}");
+        }
+        assert!(matches!(
+            CustomerId::parse("US.1"),
+            Some(CustomerId::User(_))
+        ));
+        assert!(matches!(
+            CustomerId::parse("155"),
+            Some(CustomerId::Phone(_))
+        ));
+        let too_long = "1".repeat(33);
+        for raw in [
+            "",
+            "us.1",
+            "US.",
+            "US..1",
+            "USA.1",
+            "US.1.2.3.4",
+            "+155",
+            "15 5",
+            "US.1-2",
+            too_long.as_str(),
+        ] {
+            assert!(CustomerId::parse(raw).is_none(), "{raw:?}");
+        }
+        assert!(PhoneNumberId::parse("106540352242922").is_some());
+        assert!(PhoneNumberId::parse("10654x").is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! window state machine -> window events.
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod cloudevent;
 pub mod config;

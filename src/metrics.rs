@@ -44,6 +44,33 @@ impl Outcome {
     }
 }
 
+/// What became of one send-decision query.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// Answered for a contact with state: 200.
+    Known,
+    /// Answered for a contact nothing is known about: 200.
+    Unknown,
+    /// A malformed id: 400.
+    Malformed,
+    /// Missing or wrong bearer token: 401.
+    Unauthorized,
+    /// The contact's partition is still being read: 503.
+    Restoring,
+}
+
+impl QueryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Known => "known",
+            Self::Unknown => "unknown",
+            Self::Malformed => "malformed",
+            Self::Unauthorized => "unauthorized",
+            Self::Restoring => "restoring",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -124,6 +151,9 @@ pub struct Metrics {
     pub input_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub timer_lateness: Histogram,
     pub tracked_contacts: Gauge,
+    pub api_queries: Family<OutcomeLabels, Counter>,
+    pub api_query_duration: Histogram,
+    pub api_view_contacts: Gauge,
     registry: Registry,
 }
 
@@ -221,6 +251,26 @@ impl Metrics {
             "Keys the tracker holds state for: contacts and phone-number aliases",
             Gauge::default(),
         );
+        let api_queries = register(
+            &mut registry,
+            "api_queries",
+            "Send-decision queries by outcome",
+            Family::<OutcomeLabels, Counter>::default(),
+        );
+        let api_query_duration = register(
+            &mut registry,
+            "api_query_duration_seconds",
+            "Time to answer a send-decision query, from request to response",
+            Histogram::new([
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+            ]),
+        );
+        let api_view_contacts = register(
+            &mut registry,
+            "api_view_contacts",
+            "Keys in the send-decision API's read view of the state topic",
+            Gauge::default(),
+        );
         Self {
             requests,
             signature_failures,
@@ -234,6 +284,9 @@ impl Metrics {
             input_lag,
             timer_lateness,
             tracked_contacts,
+            api_queries,
+            api_query_duration,
+            api_view_contacts,
             registry,
         }
     }
@@ -252,6 +305,15 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+    }
+
+    pub fn api_query(&self, outcome: QueryOutcome, seconds: f64) {
+        self.api_queries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.api_query_duration.observe(seconds);
     }
 
     pub fn kafka_error(&self, operation: KafkaOperation) {

@@ -7,8 +7,8 @@
 
 mod book;
 mod input;
-mod records;
-mod restore;
+pub mod records;
+pub(crate) mod restore;
 #[cfg(test)]
 mod tests;
 mod transaction;

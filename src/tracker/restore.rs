@@ -29,7 +29,7 @@ pub enum RestoreError {
 
 /// Partition EOF is how a restore knows it is done, not an error to log; librdkafka's own
 /// connection errors are reported once at warn level.
-struct RestoreContext;
+pub struct RestoreContext;
 
 impl ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
