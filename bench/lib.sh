@@ -156,6 +156,7 @@ start_tracker() {
     shift 4
     WINDOWKEEPER_LOG="${WINDOWKEEPER_LOG:-info,rdkafka=warn}" spawn "$name" "$WK_BIN" tracker \
         --kafka-brokers "127.0.0.1:$broker" --admin-listen "127.0.0.1:$admin" \
+        --api-listen "127.0.0.1:${API_PORT:-$(free_port)}" \
         --topic-inbound "$prefix.inbound" --topic-window-events "$prefix.window-events" \
         --topic-window-state "$prefix.window-state" --topic-deadletter "$prefix.deadletter" \
         "$@"

@@ -10,7 +10,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Readiness};
-use crate::config::{CommonArgs, ConfigError, KafkaSettings, LogFormat, ReceiverArgs, TrackerArgs};
+use crate::config::{
+    ApiArgs, ApiSettings, CommonArgs, ConfigError, KafkaSettings, LogFormat, ReceiverArgs,
+    TrackerArgs,
+};
 use crate::http::{serve, ServeLimits};
 use crate::kafka::{self, Reachability, SetupError};
 use crate::metrics::Metrics;
@@ -98,16 +101,90 @@ pub struct Plan<'a> {
     pub common: &'a CommonArgs,
     pub receiver: Option<&'a ReceiverArgs>,
     pub tracker: Option<&'a TrackerArgs>,
+    /// The send-decision API, served beside a tracker.
+    pub api: Option<&'a ApiArgs>,
     /// Bootstrap servers of an embedded broker, when `run` started one.
     pub embedded_brokers: Option<String>,
     /// Where `run` prints window events (stdout), if anywhere.
     pub print_window_events: bool,
 }
 
+/// Serves the send-decision API from a read view of the state topic that a thread of its own
+/// keeps current. A view that cannot follow the topic stops the process, as a failed tracker
+/// does: stale answers are worse than none.
+async fn start_api(
+    settings: ApiSettings,
+    listener: TcpListener,
+    kafka_settings: &KafkaSettings,
+    metrics: Arc<Metrics>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+    stop: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), StartError> {
+    let state_topic = kafka_settings.topics.window_state.clone();
+    let partitions = kafka::partition_counts(kafka_settings, Duration::from_secs(10))
+        .await?
+        .get(&state_topic)
+        .copied()
+        .ok_or(SetupError::Missing(state_topic))?;
+    let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+    let view = Arc::new(std::sync::RwLock::new(crate::api::view::StateView::new(
+        partitions,
+    )));
+    let feed_settings = kafka_settings.clone();
+    let feed_view = view.clone();
+    let feed_metrics = metrics.clone();
+    let feed_stop = stop.clone();
+    let failed = stop.clone();
+    tasks.spawn(async move {
+        let followed = tokio::task::spawn_blocking(move || {
+            crate::api::feed::follow(
+                &feed_settings,
+                partitions,
+                feed_view,
+                &feed_metrics,
+                feed_stop.clone(),
+            )
+        })
+        .await;
+        let error = match followed {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(panicked) => panicked.to_string(),
+        };
+        tracing::error!(%error, "send-decision API view stopped");
+        if let Ok(mut slot) = failure.lock() {
+            *slot = Some(error);
+        }
+        failed.cancel();
+    });
+    if settings.tokens.is_none() && !settings.listen.ip().is_loopback() {
+        tracing::warn!(
+            addr = %settings.listen,
+            "the send-decision API answers anyone who can reach it (its answers carry phone numbers); set --api-token-file"
+        );
+    }
+    let router = crate::api::router(crate::api::ApiState {
+        view,
+        rules: settings.rules,
+        tokens: settings.tokens,
+        metrics,
+    });
+    let limits = ServeLimits {
+        header_timeout: Duration::from_secs(5),
+        max_connections: 1024,
+        drain_timeout: Duration::from_secs(2),
+    };
+    tracing::info!(addr = %settings.listen, "send-decision API up");
+    tasks.spawn(serve(listener, router, limits, stop.clone()));
+    Ok(())
+}
+
 /// Runs the planned services until `stop` fires; returns once everything is drained.
 pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartError> {
     let receiver_settings = plan.receiver.map(ReceiverArgs::settings).transpose()?;
     let tracker_settings = plan.tracker.map(TrackerArgs::settings).transpose()?;
+    let api_settings = plan.api.map(ApiArgs::settings).transpose()?;
     let mut kafka_settings: KafkaSettings = plan.common.kafka(plan.embedded_brokers.as_deref())?;
     if let Some(receiver) = &receiver_settings {
         kafka_settings.max_record_bytes = crate::config::record_limit(receiver.max_body);
@@ -115,6 +192,10 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
 
     let admin_listener = bind(plan.common.admin_listen).await?;
     let webhook_listener = match &receiver_settings {
+        Some(settings) => Some(bind(settings.listen).await?),
+        None => None,
+    };
+    let api_listener = match &api_settings {
         Some(settings) => Some(bind(settings.listen).await?),
         None => None,
     };
@@ -163,6 +244,19 @@ pub async fn run(plan: Plan<'_>, stop: CancellationToken) -> Result<(), StartErr
         }
         None => None,
     };
+
+    if let (Some(settings), Some(listener)) = (api_settings, api_listener) {
+        start_api(
+            settings,
+            listener,
+            &kafka_settings,
+            metrics.clone(),
+            tracker_failure.clone(),
+            stop.clone(),
+            &mut tasks,
+        )
+        .await?;
+    }
 
     let readiness = Readiness {
         kafka: reachability,

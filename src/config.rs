@@ -32,6 +32,8 @@ pub enum Command {
     Tracker(TrackerCommand),
     /// Print the X-Hub-Signature-256 header value for FILE (or stdin).
     Sign(SignArgs),
+    /// Ask the send-decision API about a contact and answer in words.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +44,8 @@ pub struct RunArgs {
     pub receiver: ReceiverArgs,
     #[command(flatten)]
     pub tracker: TrackerArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +62,36 @@ pub struct TrackerCommand {
     pub common: CommonArgs,
     #[command(flatten)]
     pub tracker: TrackerArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// The send-decision API, served wherever a tracker runs.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address of the send-decision API (GET /v1/contacts/{phone_number_id}/{customer}).
+    #[arg(long, env = "WINDOWKEEPER_API_LISTEN", default_value = "0.0.0.0:8081")]
+    pub api_listen: SocketAddr,
+    /// Meta's pricing rules with effective dates (JSON), replacing the built-in ones.
+    #[arg(long, env = "WINDOWKEEPER_PRICING_RULES")]
+    pub pricing_rules: Option<PathBuf>,
+    /// Bearer tokens the API accepts, one a line (several for rotation); without it the API is open.
+    #[arg(long, env = "WINDOWKEEPER_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The business number's id (metadata.phone_number_id).
+    pub phone_number_id: String,
+    /// The customer: a BSUID (US.1349…) or a wa_id (phone number digits).
+    pub customer: String,
+    /// Base URL of the send-decision API.
+    #[arg(long, env = "WINDOWKEEPER_API", default_value = "http://127.0.0.1:8081")]
+    pub api: String,
+    /// Bearer token, when the API requires one.
+    #[arg(long, env = "WINDOWKEEPER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -308,6 +342,37 @@ pub enum ConfigError {
     BufferBelowBody,
     #[error("--closing-lead {lead:?} is not shorter than the window it warns about ({window:?})")]
     LeadTooLong { lead: Duration, window: Duration },
+    #[error("--pricing-rules {0}")]
+    PricingRules(#[from] crate::api::pricing::PricingError),
+    #[error(transparent)]
+    ApiTokens(#[from] crate::api::TokenFileError),
+}
+
+/// Validated API settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    pub rules: std::sync::Arc<crate::api::pricing::PricingRules>,
+    pub tokens: Option<std::sync::Arc<crate::api::ApiTokens>>,
+}
+
+impl ApiArgs {
+    pub fn settings(&self) -> Result<ApiSettings, ConfigError> {
+        let rules = match &self.pricing_rules {
+            Some(path) => crate::api::pricing::PricingRules::from_file(path)?,
+            None => crate::api::pricing::PricingRules::built_in(),
+        };
+        let tokens = self
+            .api_token_file
+            .as_deref()
+            .map(crate::api::ApiTokens::from_file)
+            .transpose()?;
+        Ok(ApiSettings {
+            listen: self.api_listen,
+            rules: std::sync::Arc::new(rules),
+            tokens: tokens.map(std::sync::Arc::new),
+        })
+    }
 }
 
 /// Where the Kafka-facing parts connect and what they name.

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod normalize;
 pub mod receiver;
 pub mod signature;
+pub mod status;
 pub mod tracker;
 pub mod window;

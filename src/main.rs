@@ -23,6 +23,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Status(args) = &cli.command {
+        return match runtime.block_on(windowkeeper::status::status(args)) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("windowkeeper: error: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        };
+    }
     match runtime.block_on(start(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -51,6 +63,7 @@ async fn start(command: Command) -> Result<(), StartError> {
                 common: &args.common,
                 receiver: Some(&args.receiver),
                 tracker: Some(&args.tracker),
+                api: Some(&args.api),
                 embedded_brokers: embedded.as_ref().map(EmbeddedBroker::bootstrap_servers),
                 print_window_events: true,
             };
@@ -62,6 +75,7 @@ async fn start(command: Command) -> Result<(), StartError> {
                 common: &args.common,
                 receiver: Some(&args.receiver),
                 tracker: None,
+                api: None,
                 embedded_brokers: None,
                 print_window_events: false,
             };
@@ -73,12 +87,13 @@ async fn start(command: Command) -> Result<(), StartError> {
                 common: &args.common,
                 receiver: None,
                 tracker: Some(&args.tracker),
+                api: Some(&args.api),
                 embedded_brokers: None,
                 print_window_events: false,
             };
             app::run(plan, stop).await
         }
-        Command::Sign(_) => Ok(()),
+        Command::Sign(_) | Command::Status(_) => Ok(()),
     }
 }
 
@@ -107,6 +122,11 @@ fn start_embedded(args: &windowkeeper::config::RunArgs) -> Result<EmbeddedBroker
              -H \"X-Hub-Signature-256: $(printf %s \"$body\" | {exe} sign --app-secret \"$WINDOWKEEPER_APP_SECRET\")\" \
              --data-binary \"$body\"",
             SAMPLE_BODY_FORMAT,
+        );
+        let api_port = args.api.api_listen.port();
+        eprintln!("windowkeeper: then ask whether you may write to that customer, and at what cost:");
+        eprintln!(
+            "  {exe} status 106540352242922 US.13491208655302741918 --api http://127.0.0.1:{api_port}"
         );
     }
     Ok(broker)

@@ -17,6 +17,7 @@ use super::view::StateView;
 use crate::config::KafkaSettings;
 use crate::domain::ContactKey;
 use crate::kafka::base_config;
+use crate::metrics::Metrics;
 use crate::tracker::records::{read_state_record, Contact};
 use crate::tracker::restore::RestoreContext;
 
@@ -35,6 +36,7 @@ pub fn follow(
     kafka: &KafkaSettings,
     partitions: i32,
     view: Arc<RwLock<StateView>>,
+    metrics: &Metrics,
     stop: CancellationToken,
 ) -> Result<(), FeedError> {
     let topic = kafka.topics.window_state.clone();
@@ -105,6 +107,9 @@ pub fn follow(
         for partition in ends.drain(..) {
             view.mark_restored(partition);
         }
+        metrics
+            .api_view_contacts
+            .set(i64::try_from(view.len()).unwrap_or(i64::MAX));
     }
     Ok(())
 }

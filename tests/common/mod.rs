@@ -282,6 +282,7 @@ pub struct App {
     pub proc: Proc,
     pub listen: u16,
     pub admin: u16,
+    pub api: u16,
     pub stdout_path: PathBuf,
     pub stderr_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -334,6 +335,7 @@ impl App {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = free_port();
         let admin = free_port();
+        let api = free_port();
         let names = topics(&options.topic_prefix);
         let mut args: Vec<String> = vec![options.command.to_owned()];
         // Defaults for the test, unless the test sets the flag itself.
@@ -355,6 +357,9 @@ impl App {
             flag("--listen", format!("127.0.0.1:{listen}"));
             flag("--app-secret", SECRET.to_owned());
             flag("--verify-token", VERIFY_TOKEN.to_owned());
+        }
+        if options.command != "receiver" {
+            flag("--api-listen", format!("127.0.0.1:{api}"));
         }
         flag("--partitions", "3".to_owned());
         args.extend(options.extra.iter().cloned());
@@ -382,6 +387,7 @@ impl App {
             },
             listen,
             admin,
+            api,
             stdout_path,
             stderr_path,
             _dir: dir,
@@ -401,6 +407,11 @@ impl App {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    /// The send-decision API's base URL.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
     }
 
     pub fn stderr(&self) -> String {
