@@ -87,7 +87,11 @@ pub struct StatusArgs {
     /// The customer: a BSUID (US.1349…) or a wa_id (phone number digits).
     pub customer: String,
     /// Base URL of the send-decision API.
-    #[arg(long, env = "WINDOWKEEPER_API", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "WINDOWKEEPER_API",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub api: String,
     /// Bearer token, when the API requires one.
     #[arg(long, env = "WINDOWKEEPER_API_TOKEN", hide_env_values = true)]

@@ -124,7 +124,9 @@ fn start_embedded(args: &windowkeeper::config::RunArgs) -> Result<EmbeddedBroker
             SAMPLE_BODY_FORMAT,
         );
         let api_port = args.api.api_listen.port();
-        eprintln!("windowkeeper: then ask whether you may write to that customer, and at what cost:");
+        eprintln!(
+            "windowkeeper: then ask whether you may write to that customer, and at what cost:"
+        );
         eprintln!(
             "  {exe} status 106540352242922 US.13491208655302741918 --api http://127.0.0.1:{api_port}"
         );

@@ -52,11 +52,7 @@ async fn ask(args: &StatusArgs) -> Result<ContactDecision, StatusError> {
     let customer = CustomerId::parse(&args.customer)
         .ok_or_else(|| StatusError::BadCustomer(args.customer.clone()))?;
     let base = args.api.trim_end_matches('/');
-    let url = format!(
-        "{base}/v1/contacts/{}/{}",
-        pnid.as_str(),
-        customer.as_str()
-    );
+    let url = format!("{base}/v1/contacts/{}/{}", pnid.as_str(), customer.as_str());
     let uri: hyper::Uri = url
         .parse()
         .map_err(|_| StatusError::BadUrl(args.api.clone()))?;
@@ -157,9 +153,8 @@ pub fn describe(d: &ContactDecision) -> String {
             "No free-form messages: the customer service window closed at {}.",
             when(expires_at, &d.as_of)
         )),
-        _ if d.known => {
-            text.push_str("No free-form messages: the customer has not written in the last 24 hours.")
-        }
+        _ if d.known => text
+            .push_str("No free-form messages: the customer has not written in the last 24 hours."),
         _ => text.push_str(
             "No free-form messages: nothing is known about this contact (no message from them).",
         ),
@@ -179,17 +174,20 @@ pub fn describe(d: &ContactDecision) -> String {
         template("authentication", &t.authentication),
         template("marketing", &t.marketing),
     ));
-    match (d.marketing, d.marketing_since.as_deref(), d.marketing_source) {
+    match (
+        d.marketing,
+        d.marketing_since.as_deref(),
+        d.marketing_source,
+    ) {
         (Marketing::OptedOut, Some(since), Some(PreferenceSource::Error131050)) => {
             text.push_str(&format!(
                 " — Meta reported on {} that the customer stopped marketing messages.",
                 day(since)
             ))
         }
-        (Marketing::OptedOut, Some(since), _) => text.push_str(&format!(
-            " — the customer opted out on {}.",
-            day(since)
-        )),
+        (Marketing::OptedOut, Some(since), _) => {
+            text.push_str(&format!(" — the customer opted out on {}.", day(since)))
+        }
         _ => text.push('.'),
     }
     if let Some(entry) = d.windows.free_entry_point.as_ref().filter(|w| w.open) {
@@ -239,7 +237,11 @@ mod tests {
     #[test]
     fn an_open_window_with_an_opted_out_customer() {
         let facts = ContactFacts {
-            windows: [window(NOW - 3600, NOW + 3 * 3600 + 12 * 60, true), None, None],
+            windows: [
+                window(NOW - 3600, NOW + 3 * 3600 + 12 * 60, true),
+                None,
+                None,
+            ],
             marketing: Some(MarketingPreference {
                 marketing: Marketing::OptedOut,
                 since: UnixSeconds(NOW - 86_400),

@@ -415,6 +415,25 @@ async fn meta_correction_and_free_entry_point() {
         fep["data"]["expires_at"],
         windowkeeper::domain::UnixSeconds(at + 92).to_rfc3339()
     );
+    // The referral's offer opened with the message and was taken up by the reply.
+    assert_eq!(
+        types_for(&events, ravi, "free_entry_offer"),
+        ["opened", "closed"],
+        "{events:#?}"
+    );
+    let offer_closed = events
+        .iter()
+        .find(|e| {
+            e["subject"] == ravi
+                && e["data"]["window"] == "free_entry_offer"
+                && e["type"] == "whatsapp.window.closed"
+        })
+        .expect("offer closed");
+    assert_eq!(offer_closed["data"]["close_reason"], "converted");
+    assert_eq!(
+        offer_closed["data"]["expires_at"],
+        windowkeeper::domain::UnixSeconds(at + 2).to_rfc3339()
+    );
     validate_all(&events);
 }
 
