@@ -25,13 +25,42 @@ fn per_contact(records: &[Record]) -> BTreeMap<String, Vec<(String, String)>> {
     contacts
 }
 
+/// Every customer has had a window, and every window that opened has closed.
 fn all_closed(records: &[Record], customers: &[String]) -> bool {
     let contacts = per_contact(records);
     customers.iter().all(|c| {
-        contacts
-            .get(c)
-            .is_some_and(|events| events.iter().any(|(_, t)| t == "whatsapp.window.closed"))
+        contacts.get(c).is_some_and(|events| {
+            let count = |wanted: &str| events.iter().filter(|(_, t)| t == wanted).count();
+            let opened = count("whatsapp.window.opened");
+            opened > 0 && opened == count("whatsapp.window.closed")
+        })
     })
+}
+
+/// The same message, sent from a Click-to-WhatsApp ad.
+fn from_an_ad(body: Vec<u8>) -> Vec<u8> {
+    String::from_utf8_lossy(&body)
+        .replace(
+            r#""type":"text","#,
+            r#""type":"text","referral":{"source_type":"ad","source_id":"9"},"#,
+        )
+        .into_bytes()
+}
+
+/// A `sent` status of the business's message to `customer`.
+fn business_reply(pnid: &str, customer: &str, wamid: &str, at: i64) -> Vec<u8> {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"{pnid}","display_phone_number":"1"}},"statuses":[{{"id":"{wamid}","status":"sent","timestamp":"{at}","recipient_user_id":"{customer}"}}]}}}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+/// The customer stops marketing messages.
+fn marketing_stop(pnid: &str, customer: &str, at: i64) -> Vec<u8> {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"user_preferences","value":{{"metadata":{{"phone_number_id":"{pnid}","display_phone_number":"1"}},"user_preferences":[{{"user_id":"{customer}","category":"marketing_messages","value":"stop","timestamp":{at}}}]}}}}]}}]}}"#
+    )
+    .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,6 +74,7 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
         App::spawn(
             AppOptions::new("tracker", &broker.bootstrap(), &prefix)
                 .arg("--service-window", "8s")
+                .arg("--free-entry-window", "10s")
                 .arg("--closing-lead", "3s")
                 .arg("--session-timeout", "6s")
                 .arg("--group-id", group)
@@ -58,19 +88,35 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
     first.wait_ready(Duration::from_secs(60)).await;
 
     // 30 customers, one every 300 ms; every third writes again 2 s later (an extension).
+    // Every fifth comes from an ad (a free entry offer), the next from an ad answered by the
+    // business a moment later (offer converted, a free entry point opens), the next opts out
+    // of marketing.
     let customers: Vec<String> = (0..30).map(|n| format!("66:US.66{n:04}")).collect();
     let url = receiver.webhook_url();
     let load = tokio::spawn(async move {
         let mut extensions = Vec::new();
         for n in 0..30 {
             let customer = format!("US.66{n:04}");
-            let status = post_signed(
-                &url,
-                &text_webhook("66", &customer, &format!("wamid.R{n}"), now()),
-            )
-            .await
-            .status();
+            let mut first = text_webhook("66", &customer, &format!("wamid.R{n}"), now());
+            if n % 5 < 2 {
+                first = from_an_ad(first);
+            }
+            let status = post_signed(&url, &first).await.status();
             assert_eq!(status, 200);
+            let follow_up = match n % 5 {
+                1 => Some(business_reply(
+                    "66",
+                    &customer,
+                    &format!("wamid.S{n}"),
+                    now(),
+                )),
+                2 => Some(marketing_stop("66", &customer, now())),
+                _ => None,
+            };
+            if let Some(body) = follow_up {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(post_signed(&url, &body).await.status(), 200);
+            }
             if n % 3 == 0 {
                 extensions.push((tokio::time::Instant::now() + Duration::from_secs(2), n));
             }
@@ -165,4 +211,25 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
         differing.first().and_then(|c| replayed.get(*c)),
     );
     assert_eq!(live_events.len(), replayed.len(), "the same contacts");
+    // The other kinds of output were there to be compared.
+    let types: std::collections::BTreeSet<&str> = live_events
+        .values()
+        .flatten()
+        .map(|(id, event_type)| {
+            if id.contains(":free_entry_offer:") {
+                "offer"
+            } else if id.contains(":free_entry_point:") {
+                "entry"
+            } else {
+                event_type.as_str()
+            }
+        })
+        .collect();
+    for expected in [
+        "offer",
+        "entry",
+        "whatsapp.contact.marketing_preference_changed",
+    ] {
+        assert!(types.contains(expected), "no {expected} in {types:?}");
+    }
 }
