@@ -18,54 +18,6 @@ use windowkeeper::metrics::Metrics;
 
 const PNID: &str = "106540352242922";
 
-/// Validates answers against the OpenAPI document's own component schemas.
-struct OpenApi {
-    decision: jsonschema::Validator,
-    error: jsonschema::Validator,
-}
-
-impl OpenApi {
-    fn load() -> Self {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.yaml");
-        let text = std::fs::read_to_string(path).expect("openapi.yaml");
-        let document: Value = serde_norway::from_str(&text).expect("openapi.yaml parses");
-        assert_eq!(document["openapi"], "3.1.0");
-        // The whole document is the schema's root, so the components' own `#/components/...`
-        // references resolve; the document's other keys are not schema keywords.
-        let validator = |component: &str| {
-            let mut schema = document.clone();
-            schema["$schema"] = Value::from("https://json-schema.org/draft/2020-12/schema");
-            schema["$ref"] = Value::from(format!("#/components/schemas/{component}"));
-            jsonschema::options()
-                .should_validate_formats(true)
-                .build(&schema)
-                .unwrap_or_else(|e| panic!("{component} schema: {e}"))
-        };
-        let error_component = document["components"]["schemas"]
-            .as_object()
-            .expect("components")
-            .keys()
-            .find(|k| k.to_lowercase().contains("error"))
-            .expect("an error schema")
-            .clone();
-        Self {
-            decision: validator("ContactDecision"),
-            error: validator(&error_component),
-        }
-    }
-
-    fn check(&self, status: u16, body: &Value) {
-        let validator = if status == 200 {
-            &self.decision
-        } else {
-            &self.error
-        };
-        if let Err(error) = validator.validate(body) {
-            panic!("a {status} answer does not match openapi.yaml: {error}\n{body:#}");
-        }
-    }
-}
-
 async fn query(base: &str, pnid: &str, customer: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = reqwest::Client::new().get(format!("{base}/v1/contacts/{pnid}/{customer}"));
     if let Some(token) = token {

@@ -1,6 +1,8 @@
 //! The README is part of the product: its examples, flags, metrics and commands must be true
 //! of the code.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -24,7 +26,11 @@ fn json_blocks(text: &str) -> Vec<Value> {
 
 #[test]
 fn every_event_example_matches_its_schema() {
-    let examples = json_blocks(&readme());
+    let blocks = json_blocks(&readme());
+    let examples: Vec<&Value> = blocks
+        .iter()
+        .filter(|b| b["specversion"] == "1.0")
+        .collect();
     let types: BTreeSet<&str> = examples.iter().filter_map(|e| e["type"].as_str()).collect();
     for expected in [
         "whatsapp.message.received",
@@ -35,13 +41,23 @@ fn every_event_example_matches_its_schema() {
         "whatsapp.window.opened",
         "whatsapp.window.closing",
         "whatsapp.window.closed",
+        "whatsapp.contact.marketing_preference_changed",
     ] {
         assert!(
             types.contains(expected),
             "README has an example of {expected}"
         );
     }
-    for example in &examples {
+    // The send-decision API's example answer, against the OpenAPI document.
+    let answers: Vec<&Value> = blocks.iter().filter(|b| b.get("send").is_some()).collect();
+    assert_eq!(answers.len(), 1, "README has one example answer of the API");
+    common::OpenApi::load().check(200, answers[0]);
+    // The pricing rules example is a file `--pricing-rules` accepts.
+    for rules in blocks.iter().filter(|b| b.get("rules").is_some()) {
+        windowkeeper::api::pricing::PricingRules::parse(&rules.to_string())
+            .unwrap_or_else(|e| panic!("README pricing rules example: {e}"));
+    }
+    for example in examples {
         let event_type = example["type"].as_str().expect("type");
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("schemas")

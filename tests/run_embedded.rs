@@ -1,6 +1,7 @@
 //! A newcomer's first run: `windowkeeper run` with no broker configured starts the embedded
-//! broker, says so, prints a command that posts a signed sample, and prints every window event
-//! on stdout; SIGTERM stops it with exit 0.
+//! broker, says so, prints a command that posts a signed sample and one that asks the
+//! send-decision API about that customer, and prints every window event on stdout; SIGTERM
+//! stops it with exit 0.
 
 mod common;
 
@@ -48,6 +49,36 @@ async fn run_without_a_broker_shows_a_window_open_warn_and_close() {
         "200",
         "{output:?}"
     );
+
+    // The sample ends with the status command to try; pasted, it answers in words.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let post_at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("ts=$(date +%s)"))
+        .expect("the sample");
+    let status = lines
+        .get(post_at + 2)
+        .filter(|l| l.contains(" status 106540352242922 US.13491208655302741918 --api "))
+        .unwrap_or_else(|| panic!("the status command right after the sample:\n{stderr}"))
+        .trim()
+        .to_owned();
+    let answer = loop {
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&status)
+            .output()
+            .expect("bash runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if text.starts_with("Free-form messages allowed until ") {
+            break text;
+        }
+        assert!(
+            !app.stdout().contains("whatsapp.window.closed"),
+            "the window closed before the status command saw it open: {text} {output:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(answer.contains("Templates: "), "{answer}");
 
     let deadline = Instant::now() + Duration::from_secs(40);
     let events = loop {

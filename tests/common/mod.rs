@@ -683,3 +683,53 @@ pub fn unique_prefix(test: &str) -> String {
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// Validates answers against the OpenAPI document's own component schemas.
+pub struct OpenApi {
+    pub decision: jsonschema::Validator,
+    pub error: jsonschema::Validator,
+}
+
+impl OpenApi {
+    pub fn load() -> Self {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.yaml");
+        let text = std::fs::read_to_string(path).expect("openapi.yaml");
+        let document: serde_json::Value =
+            serde_norway::from_str(&text).expect("openapi.yaml parses");
+        assert_eq!(document["openapi"], "3.1.0");
+        // The whole document is the schema's root, so the components' own `#/components/...`
+        // references resolve; the document's other keys are not schema keywords.
+        let validator = |component: &str| {
+            let mut schema = document.clone();
+            schema["$schema"] =
+                serde_json::Value::from("https://json-schema.org/draft/2020-12/schema");
+            schema["$ref"] = serde_json::Value::from(format!("#/components/schemas/{component}"));
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(&schema)
+                .unwrap_or_else(|e| panic!("{component} schema: {e}"))
+        };
+        let error_component = document["components"]["schemas"]
+            .as_object()
+            .expect("components")
+            .keys()
+            .find(|k| k.to_lowercase().contains("error"))
+            .expect("an error schema")
+            .clone();
+        Self {
+            decision: validator("ContactDecision"),
+            error: validator(&error_component),
+        }
+    }
+
+    pub fn check(&self, status: u16, body: &serde_json::Value) {
+        let validator = if status == 200 {
+            &self.decision
+        } else {
+            &self.error
+        };
+        if let Err(error) = validator.validate(body) {
+            panic!("a {status} answer does not match openapi.yaml: {error}\n{body:#}");
+        }
+    }
+}
