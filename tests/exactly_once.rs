@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,7 +36,8 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
     // whatever is refused.
     const CLIENTS: usize = 4;
     const PER_CLIENT: usize = 120;
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    // (contact key, came from an ad: a free entry offer opens beside the window)
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
     let mut load = Vec::new();
     for client_number in 0..CLIENTS {
         let acknowledged = acknowledged.clone();
@@ -46,7 +48,11 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
                 let customer = format!("US.9{client_number}{n:04}");
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let body = text_webhook("88", &customer, &format!("wamid.X{customer}"), now());
+                    let mut body =
+                        text_webhook("88", &customer, &format!("wamid.X{customer}"), now());
+                    if n % 4 == 0 {
+                        body = from_an_ad(body);
+                    }
                     let status = client
                         .post(&url)
                         .header("x-hub-signature-256", sign(&body))
@@ -60,7 +66,10 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
                     assert!(Instant::now() < deadline, "{customer} never accepted");
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
-                acknowledged.lock().await.push(format!("88:{customer}"));
+                acknowledged
+                    .lock()
+                    .await
+                    .push((format!("88:{customer}"), n % 4 == 0));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
@@ -87,13 +96,17 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
 
     // Until every window has closed, then stop the tracker so nothing more can come.
     let closed_all = |records: &[Record]| {
-        let closed: std::collections::HashSet<String> = records
-            .iter()
-            .map(Record::json)
-            .filter(|e| e["type"] == "whatsapp.window.closed")
-            .filter_map(|e| e["subject"].as_str().map(str::to_owned))
-            .collect();
-        customers.iter().all(|c| closed.contains(c))
+        let mut closed: HashMap<String, usize> = HashMap::new();
+        for event in records.iter().map(Record::json) {
+            if event["type"] == "whatsapp.window.closed" {
+                *closed
+                    .entry(event["subject"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        customers.iter().all(|(c, from_ad)| {
+            closed.get(c).copied().unwrap_or_default() >= 1 + usize::from(*from_ad)
+        })
     };
     read_until(
         &broker.bootstrap(),
@@ -104,25 +117,36 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
     first.stop_cleanly(Duration::from_secs(30));
     let records = read_to_end(&broker.bootstrap(), &names.events, Duration::from_secs(60));
 
-    let mut counts: HashMap<(String, String), usize> = HashMap::new();
+    let mut counts: HashMap<(String, String, String), usize> = HashMap::new();
     for event in records.iter().map(Record::json) {
-        let subject = event["subject"].as_str().unwrap_or_default().to_owned();
-        let kind = event["type"].as_str().unwrap_or_default().to_owned();
-        *counts.entry((subject, kind)).or_default() += 1;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let key = (
+            text(&event["subject"]),
+            text(&event["data"]["window"]),
+            text(&event["type"]),
+        );
+        *counts.entry(key).or_default() += 1;
     }
     let mut wrong = Vec::new();
-    for customer in &customers {
-        for (kind, allowed) in [
-            ("whatsapp.window.opened", 1..=1),
-            ("whatsapp.window.closing", 0..=1),
-            ("whatsapp.window.closed", 1..=1),
-        ] {
-            let n = counts
-                .get(&(customer.clone(), kind.to_owned()))
-                .copied()
-                .unwrap_or_default();
-            if !allowed.contains(&n) {
-                wrong.push(format!("{customer} {kind} x{n}"));
+    for (customer, from_ad) in &customers {
+        let windows: &[&str] = if *from_ad {
+            &["customer_service", "free_entry_offer"]
+        } else {
+            &["customer_service"]
+        };
+        for window in windows {
+            for (kind, allowed) in [
+                ("whatsapp.window.opened", 1..=1),
+                ("whatsapp.window.closing", 0..=1),
+                ("whatsapp.window.closed", 1..=1),
+            ] {
+                let n = counts
+                    .get(&(customer.clone(), (*window).to_owned(), kind.to_owned()))
+                    .copied()
+                    .unwrap_or_default();
+                if !allowed.contains(&n) {
+                    wrong.push(format!("{customer} {window} {kind} x{n}"));
+                }
             }
         }
     }

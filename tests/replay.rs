@@ -37,16 +37,6 @@ fn all_closed(records: &[Record], customers: &[String]) -> bool {
     })
 }
 
-/// The same message, sent from a Click-to-WhatsApp ad.
-fn from_an_ad(body: Vec<u8>) -> Vec<u8> {
-    String::from_utf8_lossy(&body)
-        .replace(
-            r#""type":"text","#,
-            r#""type":"text","referral":{"source_type":"ad","source_id":"9"},"#,
-        )
-        .into_bytes()
-}
-
 /// A `sent` status of the business's message to `customer`.
 fn business_reply(pnid: &str, customer: &str, wamid: &str, at: i64) -> Vec<u8> {
     format!(

@@ -509,6 +509,16 @@ pub fn text_webhook(phone_number_id: &str, customer: &str, wamid: &str, at: i64)
     .into_bytes()
 }
 
+/// The same message, sent from a Click-to-WhatsApp ad.
+pub fn from_an_ad(body: Vec<u8>) -> Vec<u8> {
+    String::from_utf8_lossy(&body)
+        .replace(
+            r#""type":"text","#,
+            r#""type":"text","referral":{"source_type":"ad","source_id":"9"},"#,
+        )
+        .into_bytes()
+}
+
 pub fn sign(body: &[u8]) -> String {
     windowkeeper::signature::sign(SECRET.as_bytes(), body)
 }
