@@ -105,7 +105,8 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
             }
         }
         customers.iter().all(|(c, from_ad)| {
-            closed.get(c).copied().unwrap_or_default() >= 1 + usize::from(*from_ad)
+            let windows = 1 + usize::from(*from_ad);
+            closed.get(c).copied().unwrap_or_default() >= windows
         })
     };
     read_until(
