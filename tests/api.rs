@@ -472,3 +472,40 @@ fn the_openapi_validators_refuse_what_the_document_forbids() {
         .validate(&serde_json::json!({"message": "x"}))
         .is_err());
 }
+
+/// Schemathesis generates requests from `schemas/openapi.yaml` (its examples, the boundaries
+/// of every pattern, random ids) and checks every answer against the document: status codes,
+/// content types, bodies. `./scripts/test` installs it and sets `SCHEMATHESIS`.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_answer_the_document_does_not_allow() {
+    let st = std::env::var("SCHEMATHESIS").unwrap_or_else(|_| {
+        panic!("SCHEMATHESIS is not set: run ./scripts/test, or point it at a schemathesis `st`")
+    });
+    let broker = Broker::shared();
+    let prefix = unique_prefix("api-fuzz");
+    let app = App::spawn_ready(AppOptions::new("tracker", &broker.bootstrap(), &prefix)).await;
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.yaml");
+    let output = std::process::Command::new(&st)
+        .arg("run")
+        .arg(&spec)
+        .args([
+            "--url",
+            &app.api_url(),
+            "--checks",
+            "all",
+            "--max-examples",
+            "200",
+        ])
+        .args(["--seed", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{st}: {e}"));
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("passed"), "{report}");
+    app.assert_no_error_lines();
+}
