@@ -6,8 +6,8 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Value};
-use windowkeeper::normalize::normalize;
-use windowkeeper::signature::{sign, verify, AppSecrets};
+use windowkeeper::ingest::normalize::normalize;
+use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
 
 const SECRET: &str = "bench-app-secret";
 const TEXT_MESSAGE: &[u8] = include_bytes!("../tests/fixtures/text-message.json");

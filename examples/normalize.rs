@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use windowkeeper::normalize::normalize;
-use windowkeeper::signature::{sign, verify, AppSecrets};
+use windowkeeper::ingest::normalize::normalize;
+use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args().nth(1) else {

@@ -15,9 +15,9 @@ use crate::config::{
     TrackerArgs,
 };
 use crate::http::{serve, ServeLimits};
+use crate::ingest::receiver::Receiver;
 use crate::kafka::{self, Reachability, SetupError};
 use crate::metrics::Metrics;
-use crate::receiver::Receiver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::signature::AppSecrets;
+use crate::ingest::signature::AppSecrets;
 use crate::window::WindowConfig;
 
 #[derive(Debug, Parser)]
@@ -696,8 +696,8 @@ mod tests {
         assert_eq!(settings.secrets.len(), 5);
         // Every one of them verifies; the Debug form shows none of them.
         for secret in ["first", "second", "fifth", "third", "fourth"] {
-            let header = crate::signature::sign(secret.as_bytes(), b"{}");
-            let verified = crate::signature::verify(
+            let header = crate::ingest::signature::sign(secret.as_bytes(), b"{}");
+            let verified = crate::ingest::signature::verify(
                 &settings.secrets,
                 Some(header.as_bytes()),
                 bytes::Bytes::from_static(b"{}"),

@@ -163,7 +163,7 @@ fn sign(args: &SignArgs) -> ExitCode {
         Ok(body) => {
             println!(
                 "{}",
-                windowkeeper::signature::sign(secret.as_bytes(), &body)
+                windowkeeper::ingest::signature::sign(secret.as_bytes(), &body)
             );
             ExitCode::SUCCESS
         }

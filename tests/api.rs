@@ -485,7 +485,10 @@ async fn schemathesis_finds_no_answer_the_document_does_not_allow() {
     let prefix = unique_prefix("api-fuzz");
     let app = App::spawn_ready(AppOptions::new("tracker", &broker.bootstrap(), &prefix)).await;
     let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.yaml");
+    // Schemathesis keeps a cache in its working directory.
+    let workdir = tempfile::tempdir().expect("dir");
     let output = std::process::Command::new(&st)
+        .current_dir(workdir.path())
         .arg("run")
         .arg(&spec)
         .args([

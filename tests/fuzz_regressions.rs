@@ -2,8 +2,8 @@
 //! regression tests on the public API: sign with a fixed secret, `verify`, `normalize`.
 
 use bytes::Bytes;
-use windowkeeper::normalize::normalize;
-use windowkeeper::signature::{sign, verify, AppSecrets};
+use windowkeeper::ingest::normalize::normalize;
+use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
 
 const SECRET: &str = "fuzz-app-secret";
 

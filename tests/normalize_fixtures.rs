@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use windowkeeper::normalize::{normalize, InboundEvent, InboundType};
-use windowkeeper::signature::{sign, verify, AppSecrets};
+use windowkeeper::ingest::normalize::{normalize, InboundEvent, InboundType};
+use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
 
 const SECRET: &str = "fixture-app-secret";
 const WABA: &str = "102290129340398";

@@ -59,7 +59,7 @@ async fn receiver_end_to_end() {
         "sha256=zz",
         "md5=abc",
         "sha256=",
-        &windowkeeper::signature::sign(b"other-secret", &body),
+        &windowkeeper::ingest::signature::sign(b"other-secret", &body),
     ] {
         let refused = client
             .post(app.webhook_url())
@@ -547,7 +547,7 @@ fn sign_prints_the_header_value() {
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(
         printed,
-        windowkeeper::signature::sign(b"s3cret", b"{\"a\":1}")
+        windowkeeper::ingest::signature::sign(b"s3cret", b"{\"a\":1}")
     );
     assert!(printed.starts_with("sha256=") && printed.len() == 7 + 64);
 }

@@ -1,4 +1,4 @@
-//! `windowkeeper::normalize::normalize` on arbitrary bytes. A `VerifiedBody` can only come from
+//! `windowkeeper::ingest::normalize::normalize` on arbitrary bytes. A `VerifiedBody` can only come from
 //! `verify`, so the input is signed with a fixed secret and verified first (which must pass).
 //!
 //! Checked besides "no panic": every event's payload is a JSON object, a CloudEvent 1.0 whose
@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use windowkeeper::normalize::normalize;
-use windowkeeper::signature::{sign, verify, AppSecrets};
+use windowkeeper::ingest::normalize::normalize;
+use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
 
 const SECRET: &str = "fuzz-app-secret";
 

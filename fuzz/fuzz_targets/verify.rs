@@ -1,4 +1,4 @@
-//! `windowkeeper::signature::verify` on arbitrary header and body bytes.
+//! `windowkeeper::ingest::signature::verify` on arbitrary header and body bytes.
 //!
 //! Input layout: byte 0 chooses the case, byte 1 is the header length (capped by the input),
 //! then the header bytes, then the body. Checked besides "no panic":
@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use windowkeeper::signature::{sign, verify, AppSecrets};
+use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
 
 const OLD: &str = "fuzz-old-app-secret";
 const NEW: &str = "fuzz-new-app-secret";

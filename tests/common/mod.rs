@@ -520,7 +520,7 @@ pub fn from_an_ad(body: Vec<u8>) -> Vec<u8> {
 }
 
 pub fn sign(body: &[u8]) -> String {
-    windowkeeper::signature::sign(SECRET.as_bytes(), body)
+    windowkeeper::ingest::signature::sign(SECRET.as_bytes(), body)
 }
 
 pub async fn post_signed(url: &str, body: &[u8]) -> reqwest::Response {

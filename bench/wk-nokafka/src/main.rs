@@ -3,7 +3,7 @@
 //! windowkeeper has no mode without Kafka, so this harness rebuilds the receiver's POST path
 //! from the crate's public API: the same HTTP serve loop (`windowkeeper::http::serve`, with the
 //! receiver's limits), axum routing, the same bounded body read, a concurrency slot,
-//! `windowkeeper::signature::verify` and `windowkeeper::normalize::normalize` (which builds
+//! `windowkeeper::ingest::signature::verify` and `windowkeeper::ingest::normalize::normalize` (which builds
 //! every serialized CloudEvent), and then 200 instead of publishing. What it does NOT include:
 //! the publish (librdkafka produce + waiting for acks=all) and the metrics/tracing calls.
 //!
@@ -30,8 +30,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use windowkeeper::http::{serve, ServeLimits};
 use windowkeeper::kafka::{publish_all, OutboundRecord, CLOUDEVENT_HEADERS};
-use windowkeeper::normalize::normalize;
-use windowkeeper::signature::{verify, AppSecrets};
+use windowkeeper::ingest::normalize::normalize;
+use windowkeeper::ingest::signature::{verify, AppSecrets};
 
 const MAX_BODY: usize = 4 * 1024 * 1024;
 

@@ -20,10 +20,10 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::{ReceiverSettings, Topics, VerifyToken};
+use crate::ingest::normalize::{normalize, InboundEvent};
+use crate::ingest::signature::{verify, AppSecrets, SignatureError, VerifiedBody};
 use crate::kafka::{OutboundRecord, Publisher, CLOUDEVENT_HEADERS};
 use crate::metrics::{Metrics, Outcome, SignatureFailure};
-use crate::normalize::{normalize, InboundEvent};
-use crate::signature::{verify, AppSecrets, SignatureError, VerifiedBody};
 
 /// Meta retries with decreasing frequency; a short hint keeps the first retry close.
 const RETRY_AFTER_SECONDS: &str = "5";
