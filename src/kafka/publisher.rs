@@ -1,0 +1,149 @@
+//! Publishing: the shared producer, replaced after failures, and one request's records.
+
+use crate::cloudevent::CONTENT_TYPE;
+use crate::config::KafkaSettings;
+use futures_util::future::try_join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::time::Duration;
+
+use super::*;
+
+/// The producer every component writes through. After a failed publish it is replaced by a
+/// fresh one (at most once per [`REPLACE_AFTER`]): an idempotent producer can be left in a
+/// state it never leaves (a fatal error, or a broker that lost its producer-id state in a
+/// restart and rejects the old session's sequence numbers), and a new session costs at most a
+/// duplicate, which the deterministic event ids make harmless.
+pub struct Publisher {
+    settings: KafkaSettings,
+    current: std::sync::Mutex<(FutureProducer, std::time::Instant)>,
+}
+
+/// Least time between two producer replacements.
+const REPLACE_AFTER: Duration = Duration::from_secs(2);
+
+impl Publisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, SetupError> {
+        let producer = producer(settings)?;
+        Ok(Self {
+            settings: settings.clone(),
+            current: std::sync::Mutex::new((producer, std::time::Instant::now())),
+        })
+    }
+
+    pub fn current(&self) -> FutureProducer {
+        match self.current.lock() {
+            Ok(guard) => guard.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    /// See [`publish_all`]; a failure also retires the producer that failed.
+    pub async fn publish_all(&self, records: &[OutboundRecord<'_>]) -> Result<(), PublishError> {
+        let producer = self.current();
+        let result = publish_all(&producer, records, self.settings.publish_timeout).await;
+        match &result {
+            Ok(()) => {}
+            // The broker's limit, not the producer's state: a new producer would not help.
+            Err(PublishError::Refused(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge,
+            ))) => {
+                tracing::error!(
+                    max_record_bytes = self.settings.max_record_bytes,
+                    "the broker refused a record as too large: raise the topic's max.message.bytes \
+                     (and the broker's message.max.bytes) to at least max_record_bytes"
+                );
+            }
+            Err(_) => self.replace(&producer),
+        }
+        result
+    }
+
+    fn replace(&self, failed: &FutureProducer) {
+        let Ok(mut guard) = self.current.lock() else {
+            return;
+        };
+        let (producer, since) = &*guard;
+        // Another request already replaced it, or it is too soon to churn again.
+        if producer.client().native_ptr() != failed.client().native_ptr()
+            || since.elapsed() < REPLACE_AFTER
+        {
+            return;
+        }
+        match self::producer(&self.settings) {
+            Ok(fresh) => {
+                if let Some(reason) = failed.client().fatal_error() {
+                    tracing::error!(?reason, "Kafka producer failed fatally");
+                }
+                tracing::warn!("replacing the Kafka producer after a failed publish");
+                let retired = std::mem::replace(&mut *guard, (fresh, std::time::Instant::now()));
+                // Destroying a producer waits for its queue; keep that off the async threads.
+                tokio::task::spawn_blocking(move || drop(retired));
+            }
+            Err(error) => tracing::error!(%error, "cannot create a new Kafka producer"),
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        flush(&self.current(), timeout);
+    }
+}
+
+/// One record to publish: its key, its serialized CloudEvent, and extra headers.
+pub struct OutboundRecord<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a str>,
+    /// `None` writes a tombstone (a null value), which compaction uses to forget the key.
+    pub payload: Option<&'a [u8]>,
+    /// `None` lets the partitioner choose from the key.
+    pub partition: Option<i32>,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl OutboundRecord<'_> {
+    fn to_future_record(&self) -> FutureRecord<'_, str, [u8]> {
+        let mut headers = OwnedHeaders::new_with_capacity(1 + self.headers.len());
+        for (key, value) in self.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        let mut record = FutureRecord::to(self.topic).headers(headers);
+        if let Some(payload) = self.payload {
+            record = record.payload(payload);
+        }
+        if let Some(key) = self.key {
+            record = record.key(key);
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        record
+    }
+}
+
+/// Header of every CloudEvent record (structured mode).
+pub const CLOUDEVENT_HEADERS: &[(&str, &str)] = &[("content-type", CONTENT_TYPE)];
+
+/// Sends every record and waits until Kafka acknowledged all of them, or fails within
+/// `timeout`. Records may still land after a failure; deterministic ids make that harmless.
+pub async fn publish_all(
+    producer: &FutureProducer,
+    records: &[OutboundRecord<'_>],
+    timeout: Duration,
+) -> Result<(), PublishError> {
+    let sends = records.iter().map(|record| async move {
+        producer
+            .send(record.to_future_record(), Timeout::After(timeout))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| PublishError::Refused(error))
+    });
+    match tokio::time::timeout(timeout, try_join_all(sends)).await {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(PublishError::TimedOut(timeout)),
+    }
+}
