@@ -116,6 +116,9 @@ impl CustomerId {
         if is_digits(raw) {
             return Some(Self::Phone(WaId::new(raw)));
         }
+        if !is_bsuid(raw) {
+            return None;
+        }
         let (country, rest) = raw.split_once('.')?;
         let country_ok = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
         let parts_ok = rest.split('.').count() <= 3
@@ -124,6 +127,13 @@ impl CustomerId {
             });
         (country_ok && parts_ok).then(|| Self::User(UserId::new(raw)))
     }
+}
+
+/// The one rule that tells the two kinds of customer id apart: a BSUID has a dot after its
+/// country code (`US.1349…`); a `wa_id` is digits. Keys written by this program are read back
+/// with it; [`CustomerId::parse`] adds the full format check for ids people send.
+pub fn is_bsuid(customer: &str) -> bool {
+    customer.contains('.')
 }
 
 impl PhoneNumberId {
@@ -161,6 +171,21 @@ impl ContactKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// `<phone_number_id>:<customer>` split in two; `None` for keys of another shape
+    /// (`waba:<id>`, which [`Self::for_account`] makes, has no customer).
+    pub fn split(&self) -> Option<(&str, CustomerId)> {
+        let (pnid, customer) = self.0.split_once(':')?;
+        if customer.is_empty() {
+            return None;
+        }
+        let customer = if is_bsuid(customer) {
+            CustomerId::User(UserId::new(customer))
+        } else {
+            CustomerId::Phone(WaId::new(customer))
+        };
+        Some((pnid, customer))
     }
 }
 

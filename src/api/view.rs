@@ -65,6 +65,16 @@ impl Entry {
     }
 }
 
+/// `<phone_number_id>:<wa_id>` for a BSUID's key that showed that phone number.
+fn phone_key(key: &ContactKey, wa_id: Option<&WaId>) -> Option<ContactKey> {
+    match (key.split(), wa_id) {
+        (Some((pnid, CustomerId::User(_))), Some(wa_id)) => {
+            Some(ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str())))
+        }
+        _ => None,
+    }
+}
+
 /// The state of one partition of the view is not read to its end yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotRestored {
@@ -115,12 +125,8 @@ impl StateView {
     pub fn upsert(&mut self, key: ContactKey, contact: &Contact) {
         self.forget_phone_of(&key);
         let entry = Entry::from_contact(contact);
-        if let (Some(wa_id), Some((pnid, customer))) = (&entry.wa_id, key.as_str().split_once(':'))
-        {
-            if matches!(CustomerId::parse(customer), Some(CustomerId::User(_))) {
-                let phone_key = ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str()));
-                self.by_phone.insert(phone_key, key.clone());
-            }
+        if let Some(phone_key) = phone_key(&key, entry.wa_id.as_ref()) {
+            self.by_phone.insert(phone_key, key.clone());
         }
         self.entries.insert(key, entry);
     }
@@ -135,10 +141,9 @@ impl StateView {
         let Some(previous) = self.entries.get(key) else {
             return;
         };
-        let (Some(wa_id), Some((pnid, _))) = (&previous.wa_id, key.as_str().split_once(':')) else {
+        let Some(phone_key) = phone_key(key, previous.wa_id.as_ref()) else {
             return;
         };
-        let phone_key = ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str()));
         if self.by_phone.get(&phone_key) == Some(key) {
             self.by_phone.remove(&phone_key);
         }

@@ -16,7 +16,7 @@ use super::records::{
     marketing_event, marketing_event_id, routing_record, state_record, window_event,
     window_event_id, Alias, Contact, TYPE_MARKETING_CHANGED,
 };
-use crate::domain::{ContactKey, UnixSeconds, WaId};
+use crate::domain::{ContactKey, CustomerId, UnixSeconds, WaId};
 use crate::window::marketing::effective;
 use crate::window::sanity::{self, Implausible};
 use crate::window::{
@@ -522,12 +522,9 @@ fn remember_phone_number(
     now: UnixSeconds,
     routed: &mut Vec<(ContactKey, Vec<u8>)>,
 ) {
-    let Some((pnid, customer)) = key.as_str().split_once(':') else {
+    let Some((pnid, CustomerId::User(_))) = key.split() else {
         return;
     };
-    if !customer.contains('.') {
-        return;
-    }
     let Some(wa_id) = wa_id else { return };
     let changed = contact.wa_id.as_ref() != Some(&wa_id);
     if !changed && !window_opened {

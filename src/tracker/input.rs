@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{customer_placed_call, ContactKey, MessageId, UnixSeconds, WaId};
+use crate::ingest::normalize::InboundType;
 use crate::window::sanity::Implausible;
 use crate::window::{
     message_opens_window, ContactWindows, Input, Marketing, MarketingPreference, PreferenceSource,
@@ -154,21 +155,24 @@ pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
                 hops: f.hops,
             },
         ),
-        TYPE_TICK => TrackerInput::Ignored,
-        inbound => {
-            let data: Data = serde_json::from_value(envelope.data).unwrap_or_default();
-            decode_inbound(inbound, data, cfg)
-        }
+        other => match InboundType::parse(other) {
+            Some(inbound) => {
+                let data: Data = serde_json::from_value(envelope.data).unwrap_or_default();
+                decode_inbound(inbound, data, cfg)
+            }
+            // A type from a newer producer, or another tool's record: not ours to judge.
+            None => TrackerInput::Ignored,
+        },
     }
 }
 
-fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerInput {
+fn decode_inbound(event_type: InboundType, data: Data, cfg: &WindowConfig) -> TrackerInput {
     let preference = data.field.as_deref() == Some("user_preferences");
     let item = match event_type {
-        "whatsapp.message.received" => data.message.as_ref(),
-        "whatsapp.call.received" => data.call.as_ref(),
-        "whatsapp.status.updated" => data.status.as_ref(),
-        "whatsapp.change.other" if preference => data
+        InboundType::MessageReceived => data.message.as_ref(),
+        InboundType::CallReceived => data.call.as_ref(),
+        InboundType::StatusUpdated => data.status.as_ref(),
+        InboundType::ChangeOther if preference => data
             .value
             .as_ref()
             .filter(|v| v.get("category").and_then(Value::as_str) == Some(MARKETING_CATEGORY)),
@@ -185,7 +189,7 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
     };
     let window = |input: Option<Input>| input.map(Statement::Window);
     match event_type {
-        "whatsapp.message.received" => {
+        InboundType::MessageReceived => {
             let Some(message) = data.message else {
                 return TrackerInput::Ignored;
             };
@@ -195,7 +199,7 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
             }
             rules(window(customer_message(&message, cfg)), wa_id)
         }
-        "whatsapp.call.received" => rules(
+        InboundType::CallReceived => rules(
             window(
                 data.call
                     .as_ref()
@@ -203,11 +207,11 @@ fn decode_inbound(event_type: &str, data: Data, cfg: &WindowConfig) -> TrackerIn
             ),
             wa_id,
         ),
-        "whatsapp.status.updated" => rules(data.status.as_ref().and_then(business_status), wa_id),
-        "whatsapp.change.other" if preference => {
+        InboundType::StatusUpdated => rules(data.status.as_ref().and_then(business_status), wa_id),
+        InboundType::ChangeOther if preference => {
             rules(data.value.as_ref().and_then(marketing_preference), wa_id)
         }
-        "whatsapp.contact.user_id_changed" => {
+        InboundType::ContactUserIdChanged => {
             let current = data
                 .user_id_update
                 .as_ref()

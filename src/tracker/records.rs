@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cloudevent::CloudEvent;
-use crate::domain::{ContactKey, MessageId, UnixSeconds, UserId, WaId};
+use crate::domain::{ContactKey, CustomerId, MessageId, UnixSeconds, UserId, WaId};
 use crate::window::{
     CloseReason, ContactWindows, EventType, Marketing, MarketingPreference, PreferenceSource,
     WindowEvent, WindowKind, WindowView,
@@ -21,22 +21,25 @@ pub struct KeyParts<'a> {
     pub wa_id: Option<WaId>,
 }
 
-/// Splits `<phone_number_id>:<customer>`; a customer id with a `.` is a BSUID (`US.123`),
-/// otherwise a phone-number id.
+/// The ids a key names: the BSUID's key carries the phone number the contact was last seen
+/// with (`known_wa_id`), a phone number's key only that number.
 pub fn key_parts<'a>(key: &'a ContactKey, known_wa_id: Option<&WaId>) -> KeyParts<'a> {
-    let (pnid, customer) = key.as_str().split_once(':').unwrap_or((key.as_str(), ""));
-    if customer.contains('.') {
-        KeyParts {
+    match key.split() {
+        Some((pnid, CustomerId::User(user_id))) => KeyParts {
             phone_number_id: pnid,
-            user_id: Some(UserId::new(customer)),
+            user_id: Some(user_id),
             wa_id: known_wa_id.cloned(),
-        }
-    } else {
-        KeyParts {
+        },
+        Some((pnid, CustomerId::Phone(wa_id))) => KeyParts {
             phone_number_id: pnid,
             user_id: None,
-            wa_id: (!customer.is_empty()).then(|| WaId::new(customer)),
-        }
+            wa_id: Some(wa_id),
+        },
+        None => KeyParts {
+            phone_number_id: key.as_str().split(':').next().unwrap_or_default(),
+            user_id: None,
+            wa_id: None,
+        },
     }
 }
 

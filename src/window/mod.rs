@@ -93,7 +93,6 @@
 mod config;
 mod event;
 pub mod marketing;
-mod record;
 pub mod sanity;
 mod state;
 

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, UnixSeconds};
 
-use super::event::CloseReason;
-use super::state::{ContactWindows, Merged, MergedIdentity, Status, Window, NEVER};
+use super::{known, ContactWindows, Merged, MergedIdentity, Status, Window, NEVER};
+use crate::window::CloseReason;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct StateRecord {
@@ -80,10 +80,6 @@ struct MergedRecord {
 
 fn is_false(value: &bool) -> bool {
     !*value
-}
-
-fn known(at: UnixSeconds) -> Option<UnixSeconds> {
-    (at != NEVER).then_some(at)
 }
 
 impl WindowRecord {

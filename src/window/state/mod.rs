@@ -4,14 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, UnixSeconds};
 
+mod record;
+
+use self::record::StateRecord;
 use super::config::WindowConfig;
 use super::event::{CloseReason, EventType, WindowEvent, WindowKind, WindowView};
-use super::record::StateRecord;
 
 /// "No such instant" in the packed fields: it sorts below every real instant, so a floor that
 /// was never set lets everything through. Keeping these fields at 8 bytes instead of the 16 of
 /// `Option<UnixSeconds>` is what keeps the per-contact state small.
-pub(super) const NEVER: UnixSeconds = UnixSeconds(i64::MIN);
+const NEVER: UnixSeconds = UnixSeconds(i64::MIN);
 
 /// What the tracker feeds in, already classified by the normalizer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +49,7 @@ impl Input {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) enum Status {
+enum Status {
     #[default]
     Never,
     Open,
@@ -60,15 +62,15 @@ pub(super) enum Status {
 /// The latest window of one kind. After it closes, its instants stay as memory: the FEP rules
 /// need to know when the previous FEP ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Window {
-    pub(super) opened_at: UnixSeconds,
-    pub(super) expires_at: UnixSeconds,
+struct Window {
+    opened_at: UnixSeconds,
+    expires_at: UnixSeconds,
     /// How many leads (largest first) are done: warned, or skipped because their time had
     /// already passed when the end was last set.
-    pub(super) leads_done: u8,
-    pub(super) status: Status,
+    leads_done: u8,
+    status: Status,
     /// FEP only: `expires_at` came from Meta's `expiration_timestamp`.
-    pub(super) expires_at_from_meta: bool,
+    expires_at_from_meta: bool,
 }
 
 impl Default for Window {
@@ -93,16 +95,16 @@ impl Window {
 /// the surviving window's end but keeps its own identity and warning progress, so that it still
 /// gets its own `closing` and `closed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct MergedIdentity {
-    pub(super) opened_at: UnixSeconds,
-    pub(super) leads_done: u8,
+struct MergedIdentity {
+    opened_at: UnixSeconds,
+    leads_done: u8,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Merged {
-    pub(super) customer_service: Vec<MergedIdentity>,
-    pub(super) free_entry_point: Vec<MergedIdentity>,
-    pub(super) free_entry_offer: Vec<MergedIdentity>,
+struct Merged {
+    customer_service: Vec<MergedIdentity>,
+    free_entry_point: Vec<MergedIdentity>,
+    free_entry_offer: Vec<MergedIdentity>,
 }
 
 impl Merged {
@@ -122,33 +124,33 @@ impl Merged {
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         WindowKind::ALL.iter().all(|&kind| self.of(kind).is_empty())
     }
 }
 
 /// Everything the rules remember about one contact. See the module documentation for the rules.
-/// Serialized through [`StateRecord`](super::record::StateRecord), a readable JSON shape.
+/// Serialized through [`StateRecord`](record::StateRecord), a readable JSON shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "StateRecord", into = "StateRecord")]
 pub struct ContactWindows {
-    pub(super) service: Window,
-    pub(super) entry: Window,
+    service: Window,
+    entry: Window,
     /// The free entry offer: open while a reply to the newest referral would still open an FEP.
-    pub(super) offer: Window,
+    offer: Window,
     /// Customer messages stamped at or before this no longer open or extend the CSW: the newest
     /// message that counted, or Meta's newest 131047 report, whichever is later. While the CSW
     /// is open it is exactly the last inbound message's timestamp.
-    pub(super) inbound_floor: UnixSeconds,
+    inbound_floor: UnixSeconds,
     /// The newest referral message.
-    pub(super) referral_at: UnixSeconds,
+    referral_at: UnixSeconds,
     /// The earliest and latest business sends still worth remembering, for a referral message
     /// that arrives after the reply that answered it.
-    pub(super) earliest_send_at: UnixSeconds,
-    pub(super) latest_send_at: UnixSeconds,
-    pub(super) last_inbound_message_id: Option<MessageId>,
+    earliest_send_at: UnixSeconds,
+    latest_send_at: UnixSeconds,
+    last_inbound_message_id: Option<MessageId>,
     /// Windows merged in by a move; `None` in all but that rare case, so no allocation.
-    pub(super) merged: Option<Box<Merged>>,
+    merged: Option<Box<Merged>>,
 }
 
 impl Default for ContactWindows {
