@@ -128,37 +128,10 @@ fn json_content_type() -> Cow<'static, str> {
 }
 
 fn time_ser<S: Serializer>(time: &Option<UnixSeconds>, s: S) -> Result<S::Ok, S::Error> {
-    let Some(t) = time else {
-        return s.serialize_none();
-    };
-    match rfc3339_digits(*t) {
-        Some(buf) => s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?),
-        None => s.serialize_str(&t.to_rfc3339()),
+    match time {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` written digit by digit: chrono's strftime re-parses its format
-/// string on every call, which showed up at several percent of a request. Same text as
-/// [`UnixSeconds::to_rfc3339`]; `None` outside years 0000..=9999.
-fn rfc3339_digits(t: UnixSeconds) -> Option<[u8; 20]> {
-    use chrono::{Datelike, Timelike};
-    let at = chrono::DateTime::from_timestamp(t.0, 0)?;
-    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
-    let mut buf = *b"0000-00-00T00:00:00Z";
-    let mut put = |at: usize, width: usize, mut n: u32| {
-        for i in (at..at + width).rev() {
-            // `n % 10` is a single digit.
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, at.month());
-    put(8, 2, at.day());
-    put(11, 2, at.hour());
-    put(14, 2, at.minute());
-    put(17, 2, at.second());
-    Some(buf)
 }
 
 fn time_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UnixSeconds>, D::Error> {
@@ -201,26 +174,6 @@ mod tests {
                 "data": {"k": "v"}
             })
         );
-    }
-
-    #[test]
-    fn time_digits_match_domain_formatting() {
-        for secs in [
-            0,
-            1,
-            59,
-            951_782_400, // 2000-02-29
-            1_795_250_000,
-            -62_167_219_200, // 0000-01-01
-            253_402_300_799, // 9999-12-31T23:59:59
-            -1,
-        ] {
-            let t = UnixSeconds(secs);
-            let digits = rfc3339_digits(t).expect("in range");
-            assert_eq!(std::str::from_utf8(&digits).expect("ascii"), t.to_rfc3339());
-        }
-        assert!(rfc3339_digits(UnixSeconds(253_402_300_800)).is_none());
-        assert!(rfc3339_digits(UnixSeconds(-62_167_219_201)).is_none());
     }
 
     #[test]

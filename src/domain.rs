@@ -33,10 +33,10 @@ impl UnixSeconds {
         Self(self.0.saturating_sub(seconds))
     }
 
-    /// RFC 3339 in UTC with a `Z` suffix, as the window events carry it.
+    /// RFC 3339 in UTC with a `Z` suffix and whole seconds, as every event carries it.
     pub fn to_rfc3339(self) -> String {
         match chrono::DateTime::from_timestamp(self.0, 0) {
-            Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             None => self.0.to_string(),
         }
     }

@@ -5,15 +5,11 @@
 use std::fmt;
 
 use bytes::Bytes;
-use hmac::digest::generic_array::GenericArray;
-use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// SHA-256 block size: HMAC's key is exactly one block (RFC 2104).
-const BLOCK: usize = 64;
 /// SHA-256 output size, in bytes.
 const DIGEST: usize = 32;
 const PREFIX: &[u8] = b"sha256=";
@@ -192,16 +188,10 @@ fn parse_header(header: &[u8]) -> Result<[u8; DIGEST], Malformed> {
     Ok(digest)
 }
 
-/// HMAC keyed with `secret`, built without the `Result` of `new_from_slice` (which HMAC never
-/// fails): the key is padded to one block here, or hashed first when longer, as RFC 2104 says.
+/// HMAC keyed with `secret`. HMAC takes keys of any length (RFC 2104 pads or hashes them), so
+/// `new_from_slice` cannot fail here whatever the secret.
 fn keyed_mac(secret: &[u8]) -> HmacSha256 {
-    let mut block = [0u8; BLOCK];
-    if secret.len() <= BLOCK {
-        block[..secret.len()].copy_from_slice(secret);
-    } else {
-        block[..DIGEST].copy_from_slice(&Sha256::digest(secret));
-    }
-    <HmacSha256 as KeyInit>::new(GenericArray::from_slice(&block))
+    HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of every length")
 }
 
 #[cfg(test)]
