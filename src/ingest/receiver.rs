@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -287,16 +287,11 @@ fn failure_kind(error: &SignatureError) -> SignatureFailure {
 
 /// Reads at most `max` bytes; stops reading as soon as the body proves larger.
 async fn read_limited(body: Body, max: usize) -> Result<Bytes, BodyError> {
-    let mut stream = body.into_data_stream();
-    let mut buffer = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| BodyError::Broken)?;
-        if buffer.len() + chunk.len() > max {
-            return Err(BodyError::TooLarge);
-        }
-        buffer.extend_from_slice(&chunk);
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Broken),
     }
-    Ok(buffer.freeze())
 }
 
 #[cfg(test)]
