@@ -1,12 +1,14 @@
 //! Client settings: the fixed partitioner, the settings every client shares, and the
 //! producers that make an acknowledgement mean "durably stored".
 
-use crate::config::KafkaSettings;
+use std::time::Duration;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
-use std::time::Duration;
+
+use crate::config::KafkaSettings;
 
 use super::*;
 

@@ -1,13 +1,15 @@
 //! Publishing: the shared producer, replaced after failures, and one request's records.
 
-use crate::cloudevent::CONTENT_TYPE;
-use crate::config::KafkaSettings;
+use std::time::Duration;
+
 use futures_util::future::try_join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use std::time::Duration;
+
+use crate::cloudevent::CONTENT_TYPE;
+use crate::config::KafkaSettings;
 
 use super::*;
 

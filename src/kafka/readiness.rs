@@ -1,9 +1,10 @@
 //! Reachability as /readyz reports it.
 
-use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use rdkafka::producer::Producer;
 
 use super::*;
 

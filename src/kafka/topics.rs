@@ -1,11 +1,13 @@
 //! Topic creation at start, and the partition-count check between inbound and state.
 
-use crate::config::KafkaSettings;
+use std::collections::HashMap;
+use std::time::Duration;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use std::collections::HashMap;
-use std::time::Duration;
+
+use crate::config::KafkaSettings;
 
 use super::*;
 
