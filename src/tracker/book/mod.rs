@@ -1,6 +1,15 @@
 //! The tracker's book: every assigned partition's contacts, their timers, and what each input
 //! or tick must write. No Kafka here — the caller feeds records in and writes the `Outbox` out,
 //! so the routing rules (aliases, moves) are tested without a broker.
+//!
+//! This file holds the partitions, applying inputs and writing or forgetting state;
+//! [`routing`] moves state and inputs between keys, [`timers`] fires deadlines.
+
+mod routing;
+mod timers;
+
+use routing::*;
+use timers::*;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -122,23 +131,6 @@ impl Book {
         })
     }
 
-    /// The earliest deadline of any partition.
-    pub fn next_timer(&self) -> Option<UnixSeconds> {
-        self.partitions
-            .keys()
-            .filter_map(|p| self.next_timer_of(*p))
-            .min()
-    }
-
-    /// The earliest deadline of one partition.
-    pub fn next_timer_of(&self, partition: i32) -> Option<UnixSeconds> {
-        self.partitions
-            .get(&partition)?
-            .timers
-            .peek()
-            .map(|Reverse((at, _))| *at)
-    }
-
     pub fn contact(&self, partition: i32, key: &ContactKey) -> Option<&Contact> {
         self.partitions
             .get(&partition)?
@@ -222,117 +214,10 @@ impl Book {
                 });
             }
             TrackerInput::UserIdChanged { to, wa_id, at } => {
-                if &to == key {
-                    return;
-                }
-                // A newer change of this id already moved its state on: this one is older.
-                let superseded = self
-                    .contact(partition, key)
-                    .and_then(|c| c.alias.as_deref())
-                    .and_then(|alias| alias.changed_at)
-                    .zip(at)
-                    .is_some_and(|(newer, at)| newer >= at);
-                if superseded {
-                    return;
-                }
-                let cfg_until =
-                    now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
-                let partition_map = self.partitions.entry(partition).or_default();
-                let previous = *partition_map.contacts.remove(key).unwrap_or_default();
-                let moved = MovedState {
-                    from: key.clone(),
-                    windows: previous.windows,
-                    wa_id: wa_id.or(previous.wa_id),
-                    changed_at: at,
-                    marketing: previous.marketing,
-                };
-                let id = format!("{}:moved:{}", key.as_str(), to.as_str());
-                out.routed.push((
-                    to.clone(),
-                    routing_record(&to, TYPE_MOVED, &id, now, &moved),
-                ));
-                // Stragglers still addressed to the old id (reordered messages, statuses) follow.
-                let stub = Contact {
-                    alias: Some(Box::new(Alias {
-                        target: to,
-                        until: cfg_until,
-                        changed_at: at,
-                    })),
-                    ..Contact::default()
-                };
-                self.store(partition, key, Box::new(stub), now, out);
+                self.user_id_changed(partition, key, to, wa_id, at, now, out)
             }
-            TrackerInput::Moved(moved) => {
-                // This id was itself changed by a newer change than the one that moved the
-                // state here: the state follows to the newest id.
-                let onward = self
-                    .contact(partition, key)
-                    .and_then(|c| c.alias.as_deref())
-                    .filter(|alias| alias.until > now && alias.target != *key)
-                    .filter(|alias| {
-                        alias
-                            .changed_at
-                            .is_some_and(|newer| moved.changed_at.is_none_or(|older| older < newer))
-                    })
-                    .map(|alias| alias.target.clone());
-                if let Some(target) = onward {
-                    let id = format!(
-                        "{}:moved:{}:{}",
-                        key.as_str(),
-                        target.as_str(),
-                        moved.changed_at.map_or(0, |at| at.0)
-                    );
-                    out.routed.push((
-                        target.clone(),
-                        routing_record(&target, TYPE_MOVED, &id, now, &moved),
-                    ));
-                    return;
-                }
-                let cfg = Arc::clone(&self.cfg);
-                self.change(partition, key, now, out, |contact, events, routed| {
-                    contact.alias = None;
-                    contact.windows.absorb(moved.windows, now, &cfg, events);
-                    if let Some(theirs) = moved.marketing {
-                        MarketingPreference::apply(&mut contact.marketing, theirs);
-                    }
-                    contact.windows.tick(now, &cfg, events);
-                    remember_phone_number(contact, key, moved.wa_id, true, now, routed);
-                });
-            }
-            TrackerInput::Alias { target } => {
-                if &target == key {
-                    return;
-                }
-                let until =
-                    now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
-                let partition_map = self.partitions.entry(partition).or_default();
-                let previous = *partition_map.contacts.remove(key).unwrap_or_default();
-                // Windows kept under the phone number before a BSUID was known join the BSUID's.
-                if !previous.windows.is_forgettable(now, &self.cfg) || previous.marketing.is_some()
-                {
-                    let moved = MovedState {
-                        from: key.clone(),
-                        windows: previous.windows,
-                        wa_id: None,
-                        changed_at: None,
-                        marketing: previous.marketing,
-                    };
-                    let id = format!("{}:moved:{}", key.as_str(), target.as_str());
-                    out.routed.push((
-                        target.clone(),
-                        routing_record(&target, TYPE_MOVED, &id, now, &moved),
-                    ));
-                }
-                let stub = Contact {
-                    alias: Some(Box::new(Alias {
-                        target,
-                        until,
-                        changed_at: None,
-                    })),
-                    ..Contact::default()
-                };
-                self.store(partition, key, Box::new(stub), now, out);
-            }
+            TrackerInput::Moved(moved) => self.moved_here(partition, key, moved, now, out),
+            TrackerInput::Alias { target } => self.alias_to(partition, key, target, now, out),
         }
     }
 
@@ -435,137 +320,9 @@ impl Book {
             && contact.alias_target(now).is_none()
             && contact.marketing.is_none()
     }
-
-    /// Fires every timer of every partition due at `now`.
-    pub fn tick(&mut self, now: UnixSeconds, out: &mut Outbox) {
-        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
-        partitions.sort_unstable();
-        for partition in partitions {
-            self.tick_partition(partition, now, out);
-        }
-    }
-
-    /// Fires every timer of one partition due at `now`, that partition's clock.
-    pub fn tick_partition(&mut self, partition: i32, now: UnixSeconds, out: &mut Outbox) {
-        loop {
-            let Some(slot) = self.partitions.get_mut(&partition) else {
-                return;
-            };
-            if slot.timers.peek().is_none_or(|Reverse((at, _))| *at > now) {
-                return;
-            }
-            let Some(Reverse((at, key))) = slot.timers.pop() else {
-                return;
-            };
-            let Some(contact) = slot.contacts.get_mut(&key) else {
-                continue;
-            };
-            // A stale entry: the contact was re-armed for an earlier instant since.
-            if contact.armed != Some(at) {
-                continue;
-            }
-            contact.armed = None;
-            // Its deadline moved later (an extension): wait for that instead.
-            if next_deadline(contact, &self.cfg).is_some_and(|next| next > now) {
-                arm(&mut slot.timers, &self.cfg, &key, contact);
-                continue;
-            }
-            let cfg = Arc::clone(&self.cfg);
-            self.change(partition, &key, now, out, |contact, events, _| {
-                contact.windows.tick(now, &cfg, events);
-                if contact.alias.as_ref().is_some_and(|a| a.until <= now) {
-                    contact.alias = None;
-                }
-            });
-        }
-    }
-}
-
-/// Gives a contact a timer entry for its next deadline, unless it already has one that fires
-/// no later: an extension then costs no new entry, and the old one re-arms when it fires.
-fn arm(timers: &mut Timers, cfg: &WindowConfig, key: &ContactKey, contact: &mut Contact) {
-    let Some(at) = next_deadline(contact, cfg) else {
-        return;
-    };
-    if contact.armed.is_some_and(|armed| armed <= at) {
-        return;
-    }
-    contact.armed = Some(at);
-    timers.push(Reverse((at, key.clone())));
-}
-
-/// The next instant this contact needs attention: a warning or close, the end of its alias,
-/// or the moment it can be forgotten (so memory does not grow with every contact ever seen).
-fn next_deadline(contact: &Contact, cfg: &WindowConfig) -> Option<UnixSeconds> {
-    let alias_end = contact.alias.as_ref().map(|a| a.until);
-    // A contact that still forwards is forgotten once its alias ends, not before; one that
-    // keeps only its marketing preference has nothing left to forget.
-    let forget_at = match alias_end {
-        Some(_) => None,
-        None if contact.marketing.is_some() && contact.windows == ContactWindows::default() => None,
-        None => contact.windows.forgettable_at(cfg),
-    };
-    [contact.windows.next_deadline(cfg), alias_end, forget_at]
-        .into_iter()
-        .flatten()
-        .min()
-}
-
-/// A BSUID contact that shows a phone number tells that number's key to route here, so
-/// statuses naming only the phone number (failed sends carry no BSUID) reach this state.
-/// Sent when the number is new and whenever a window opens, so the alias outlives the window.
-fn remember_phone_number(
-    contact: &mut Contact,
-    key: &ContactKey,
-    wa_id: Option<WaId>,
-    window_opened: bool,
-    now: UnixSeconds,
-    routed: &mut Vec<(ContactKey, Vec<u8>)>,
-) {
-    let Some((pnid, CustomerId::User(_))) = key.split() else {
-        return;
-    };
-    let Some(wa_id) = wa_id else { return };
-    let changed = contact.wa_id.as_ref() != Some(&wa_id);
-    if !changed && !window_opened {
-        return;
-    }
-    let alias_key = ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str()));
-    let id = format!("{}:alias:{}:{}", alias_key.as_str(), key.as_str(), now.0);
-    routed.push((
-        alias_key.clone(),
-        routing_record(
-            &alias_key,
-            TYPE_ALIAS,
-            &id,
-            now,
-            AliasData {
-                target: key.clone(),
-            },
-        ),
-    ));
-    contact.wa_id = Some(wa_id);
 }
 
 /// Window memory that can be dropped: nothing open, nothing remembered that still matters.
 fn has_forgettable_windows(contact: &Contact, now: UnixSeconds, cfg: &WindowConfig) -> bool {
     contact.windows != ContactWindows::default() && contact.windows.is_forgettable(now, cfg)
-}
-
-fn forward(target: &ContactKey, event: Value, hops: u8, now: UnixSeconds, out: &mut Outbox) {
-    let id_source = serde_json::to_string(&event).unwrap_or_default();
-    let id = format!("{}:forwarded:{}", target.as_str(), short_hash(&id_source));
-    let data = ForwardedData {
-        hops: hops.saturating_add(1),
-        event,
-    };
-    out.routed.push((
-        target.clone(),
-        routing_record(target, TYPE_FORWARDED, &id, now, data),
-    ));
-}
-
-fn short_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(text.as_bytes())[..12])
 }
