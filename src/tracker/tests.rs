@@ -1,4 +1,6 @@
 //! The tracker's routing and bookkeeping without a broker: records in, records out.
+//! One file on purpose: each test feeds records through the book the way Kafka would and
+//! reads what comes out, and they share the same few record builders.
 
 use serde_json::{json, Value};
 

@@ -1,5 +1,8 @@
 //! Unit tests of the window rules. Durations are short (CSW 100 s, FEP 300 s, leads 50/20/5 s)
 //! so the arithmetic stays readable.
+//!
+//! One long file on purpose: read top to bottom, section by section, it is the rules'
+//! specification by example.
 
 use super::*;
 use crate::domain::{MessageId, UnixSeconds};
