@@ -16,7 +16,7 @@ use super::*;
 /// other and with Java clients, so the partitioner is fixed rather than left to defaults.
 const PARTITIONER: &str = "murmur2_random";
 
-/// The partition [`PARTITIONER`] gives a key: Kafka's murmur2 (the Java client's default),
+/// The partition `PARTITIONER` gives a key: Kafka's murmur2 (the Java client's default),
 /// for readers that must know where a key lives without having seen it.
 pub fn partition_for_key(key: &str, partitions: i32) -> i32 {
     let hash = murmur2::murmur2(key.as_bytes(), murmur2::KAFKA_SEED) & 0x7fff_ffff;

@@ -1,10 +1,10 @@
 //! The Kafka edge: producer settings that make a 200 mean "durably stored", topic creation
 //! at start, and the reachability probe behind /readyz.
 //!
-//! - [`clients`]: settings, partitioner, producers.
-//! - [`publisher`]: the shared producer and publishing with acknowledgements.
-//! - [`topics`]: creating topics and checking their partitions.
-//! - [`readiness`]: the reachability probe.
+//! - `clients`: settings, partitioner, producers.
+//! - `publisher`: the shared producer and publishing with acknowledgements.
+//! - `topics`: creating topics and checking their partitions.
+//! - `readiness`: the reachability probe.
 
 use std::time::Duration;
 

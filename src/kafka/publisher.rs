@@ -14,7 +14,7 @@ use crate::config::KafkaSettings;
 use super::*;
 
 /// The producer every component writes through. After a failed publish it is replaced by a
-/// fresh one (at most once per [`REPLACE_AFTER`]): an idempotent producer can be left in a
+/// fresh one (at most once per `REPLACE_AFTER`): an idempotent producer can be left in a
 /// state it never leaves (a fatal error, or a broker that lost its producer-id state in a
 /// restart and rejects the old session's sequence numbers), and a new session costs at most a
 /// duplicate, which the deterministic event ids make harmless.

@@ -136,7 +136,7 @@ impl Merged {
 }
 
 /// Everything the rules remember about one contact. See the module documentation for the rules.
-/// Serialized through [`StateRecord`](record::StateRecord), a readable JSON shape.
+/// Serialized through `record::StateRecord`, a readable JSON shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "StateRecord", into = "StateRecord")]
 pub struct ContactWindows {
