@@ -37,29 +37,19 @@ import json
 import sys
 import time
 
-from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka import TopicPartition, OFFSET_BEGINNING
 
-from wkbench import PHONE_NUMBER_ID
+from wkbench import PHONE_NUMBER_ID, kafka_consumer, partitions_of
 
 
 def consumer(brokers, isolation):
-    return Consumer({
-        "bootstrap.servers": brokers,
-        "broker.address.family": "v4",
-        "group.id": f"wk-chaos-reader-{time.time_ns()}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": isolation,
-    })
+    return kafka_consumer(brokers, f"wk-chaos-reader-{time.time_ns()}", {"isolation.level": isolation})
 
 
 def read_to_end(brokers, topic, within=90.0):
     """Every committed record of `topic`; and per partition (low, high watermark, position)."""
     probe = consumer(brokers, "read_uncommitted")
-    meta = probe.list_topics(topic, timeout=10).topics[topic]
-    if meta.error is not None:
-        raise RuntimeError(f"topic {topic}: {meta.error}")
-    partitions = sorted(meta.partitions)
+    partitions = partitions_of(probe, topic)
     marks = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
              for p in partitions}
     probe.close()

@@ -9,14 +9,9 @@ import sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 by = {(r["target"], r["concurrency"]): r for r in rows}
-targets = []
-for r in rows:
-    if r["target"] not in targets:
-        targets.append(r["target"])
-concurrencies = []
-for r in rows:
-    if r["concurrency"] not in concurrencies:
-        concurrencies.append(r["concurrency"])
+# In order of first appearance.
+targets = list(dict.fromkeys(r["target"] for r in rows))
+concurrencies = list(dict.fromkeys(r["concurrency"] for r in rows))
 
 print("| target | concurrency | requests | req/s | p50 ms | p99 ms | status codes | server CPU s | broker CPU s | server CPU µs/req |")
 print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
