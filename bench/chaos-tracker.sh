@@ -41,8 +41,7 @@ TRACKER_FLAGS=(--service-window "${WINDOW}s" --closing-lead "${LEAD}s" --partiti
     --processing-guarantee "$GUARANTEE" --session-timeout 10s)
 
 need_venv
-prepare
-echo "processing guarantee: $GUARANTEE" | tee -a "$BENCH_OUT/machine.txt" >&2
+prepare "processing guarantee: $GUARANTEE"
 
 WINDOWKEEPER_LOG="info,rdkafka=warn" start_stack "$PREFIX" --partitions "$PARTITIONS" --publish-timeout 3s
 
@@ -54,7 +53,7 @@ LOAD_START=""
 
 fault() {
     local at="-"
-    [[ -n "$LOAD_START" ]] && at=$(python3 -c "print(round($(date +%s.%N)-$LOAD_START,1))")
+    [[ -n "$LOAD_START" ]] && at=$(seconds_between "$LOAD_START" "$(date +%s.%N)" 1)
     printf '%s\t%s\t%s\n' "$at" "$(date +%s.%N)" "$*" >>"$FAULTS"
     log "[$at s] $*"
 }
@@ -83,27 +82,38 @@ check_trackers() {
     done
 }
 
-# at SECONDS: until SECONDS after the load started, checking the trackers every second.
-at() {
-    local target i
-    target=$(python3 -c "print($LOAD_START+$1)")
-    for i in $(seq 1 600); do
-        python3 -c "import sys,time; sys.exit(0 if time.time() >= $target else 1)" && return 0
+# watch_until STEPS CMD...: until CMD succeeds (STEPS tries at most), checking the trackers
+# every half second.
+watch_until() {
+    local steps=$1 i
+    shift
+    for i in $(seq 1 "$steps"); do
+        "$@" && return 0
         check_trackers
         sleep 0.5
     done
 }
 
+reached() {
+    python3 -c "import sys,time; sys.exit(0 if time.time() >= $1 else 1)"
+}
+
+load_finished() {
+    ! alive "$LOADGEN_PID"
+}
+
+# at SECONDS: until SECONDS after the load started, checking the trackers meanwhile.
+at() {
+    watch_until 600 reached "$(python3 -c "print($LOAD_START+$1)")"
+}
+
 for t in t1 t2 t3; do tracker_up "$t"; done
-for t in t1 t2 t3; do wait_http "http://127.0.0.1:${TADMIN[$t]}/readyz" 90; done
+for t in t1 t2 t3; do wait_ready "${TADMIN[$t]}" 90; done
 log "trackers ready: t1 ${TPID[t1]}, t2 ${TPID[t2]}, t3 ${TPID[t3]}"
 
-pytool "$BENCH_DIR/tools/chaos_load.py" --url "http://127.0.0.1:$LISTEN/webhook" --secret "$SECRET" \
+start_load chaos_load.py --url "http://127.0.0.1:$LISTEN/webhook" --secret "$SECRET" \
     --customers "$CUSTOMERS" --duration "$DURATION" --window "$WINDOW" --lead "$LEAD" --seed "$SEED" \
-    --deadline $((DURATION + 60)) --run-id "ch$(date +%s)" --out "$BENCH_OUT/chaos-load.json" \
-    >"$BENCH_OUT/loadgen.log" 2>&1 &
-LOADGEN_PID=$!
-SPAWNED+=("$LOADGEN_PID")
+    --deadline $((DURATION + 60)) --run-id "ch$(date +%s)" --out "$BENCH_OUT/chaos-load.json"
 LOAD_START=$(date +%s.%N)
 fault "load started"
 
@@ -120,13 +130,8 @@ if [[ "$BROKER_KILL" == 1 ]]; then
     at 83; fault "broker starting again"; start_kafka "$BROKER_PORT" kafka; fault "broker serving again"
 fi
 
-for i in $(seq 1 $(((DURATION + 90) * 2))); do
-    kill -0 "$LOADGEN_PID" 2>/dev/null || break
-    check_trackers
-    sleep 0.5
-done
-wait "$LOADGEN_PID" || { log "load generator failed"; cat "$BENCH_OUT/loadgen.log" >&2; exit 1; }
-fault "load done: $(tail -1 "$BENCH_OUT/loadgen.log")"
+watch_until $(((DURATION + 90) * 2)) load_finished
+wait_loadgen fault
 
 # Until every window the model expects has closed (the last message's end plus a margin).
 for i in $(seq 1 6); do
@@ -149,19 +154,16 @@ for t in "${!TPID[@]}"; do
 done
 fault "trackers stopped"
 
-set +e
-pytool "$BENCH_DIR/tools/check_chaos.py" --brokers "127.0.0.1:$BROKER_PORT" --prefix "$PREFIX" \
+run_to check.json pytool "$BENCH_DIR/tools/check_chaos.py" --brokers "127.0.0.1:$BROKER_PORT" --prefix "$PREFIX" \
     --results "$BENCH_OUT/chaos-load.json" --final --evidence "$BENCH_OUT/evidence.json" \
-    $([[ "$GUARANTEE" == at-least-once ]] && echo --allow-duplicates) | tee "$BENCH_OUT/check.json"
-status=${PIPESTATUS[0]}
-set -e
+    $([[ "$GUARANTEE" == at-least-once ]] && echo --allow-duplicates)
 
 {
     echo "processing guarantee: $GUARANTEE; trackers that exited on their own: $UNEXPECTED_EXITS"
     for t in t1 t2 t3 t4; do
         [[ -f "$BENCH_OUT/$t.log" ]] || continue
         f="$WORK_DIR/$t.plain.log"
-        sed 's/\x1b\[[0-9;]*m//g' "$BENCH_OUT/$t.log" >"$f"
+        plain_log "$t" >"$f"
         printf '%s: starts %s, revocations %s, aborted transactions %s, producer renewals %s, fenced %s, ERROR lines %s, WARN lines %s\n' "$t" \
             "$(grep -c 'tracker subscribed' "$f" || true)" \
             "$(grep -c 'partitions revoked' "$f" || true)" "$(grep -c 'transaction aborted' "$f" || true)" \
@@ -169,8 +171,8 @@ set -e
             "$(grep -ci 'fenced' "$f" || true)" \
             "$(grep -c ' ERROR ' "$f" || true)" "$(grep -c ' WARN ' "$f" || true)"
     done
-    grep -h -E '^windowkeeper_(window_events_total|restore_duration_seconds_count|timer_lateness_seconds_(sum|count))' \
-        "$BENCH_OUT"/t?-metrics.txt 2>/dev/null | sed 's/^/  /' || true
+    metric_lines 'window_events_total|restore_duration_seconds_count|timer_lateness_seconds_(sum|count)' \
+        "$BENCH_OUT"/t?-metrics.txt 2>/dev/null | sed 's/^/  /'
     python3 - "$BENCH_OUT/check.json" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -183,6 +185,5 @@ for label, key in rows:
     print(f"| {label} | {c.get(key)} |")
 EOF
 } | tee "$BENCH_OUT/summary.txt"
-[[ $status == 0 ]] && echo "RESULT: every window closed exactly once, none early" \
-    || echo "RESULT: window guarantee BROKEN (see check.json, evidence.json)"
-exit "$status"
+finish "$STATUS" "every window closed exactly once, none early" \
+    "window guarantee BROKEN (see check.json, evidence.json)"

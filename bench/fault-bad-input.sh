@@ -11,31 +11,27 @@ source "$(dirname "$0")/lib.sh"
 CLIENT_TIMEOUT="${CLIENT_TIMEOUT:-5}"
 IDLE="${IDLE:-1000}"
 MAX_BODY=4194304
+PREFIX=bad
 
 need_venv
 prepare
 # The idle connections need file descriptors on both ends.
 ulimit -n 8192
 
-start_stack bad --partitions 3 --client-timeout "${CLIENT_TIMEOUT}s" --max-body "$MAX_BODY"
+start_stack "$PREFIX" --partitions 3 --client-timeout "${CLIENT_TIMEOUT}s" --max-body "$MAX_BODY"
 
-set +e
-pytool "$BENCH_DIR/tools/bad_input.py" --port "$LISTEN" --pid "$WK_PID" \
-    --secret "$SECRET" --max-body "$MAX_BODY" --client-timeout "$CLIENT_TIMEOUT" --idle "$IDLE" \
-    | tee "$BENCH_OUT/cases.txt"
-status=${PIPESTATUS[0]}
-set -e
+run_to cases.txt pytool "$BENCH_DIR/tools/bad_input.py" --port "$LISTEN" --pid "$WK_PID" \
+    --secret "$SECRET" --max-body "$MAX_BODY" --client-timeout "$CLIENT_TIMEOUT" --idle "$IDLE"
 
-save_metrics "$ADMIN" "$BENCH_OUT/receiver-metrics.txt"
-grep -E '^windowkeeper_(webhook_requests_total|signature_failures_total)' "$BENCH_OUT/receiver-metrics.txt" || true
-pytool - "127.0.0.1:$BROKER_PORT" <<'EOF'
+save_metrics "$ADMIN" "$BENCH_OUT/receiver-metrics.txt" 'webhook_requests_total|signature_failures_total'
+pytool - "127.0.0.1:$BROKER_PORT" "$PREFIX" <<'EOF'
 import collections, sys
 from wkbench import read_topic
-for topic in ("bad.deadletter", "bad.inbound"):
+for topic in (f"{sys.argv[2]}.deadletter", f"{sys.argv[2]}.inbound"):
     records = read_topic(sys.argv[1], topic, settle=1.0, within=60)
     reasons = collections.Counter(r["headers"].get("reason", "-") for r in records)
     print(f"{topic}: {len(records)} records; by reason header: {dict(reasons)}")
 EOF
-kill -0 "$WK_PID" 2>/dev/null && echo "receiver alive at the end, VmRSS $(awk '/VmRSS/ {print $2, $3}' /proc/$WK_PID/status)" \
-    || { echo "RECEIVER DIED"; tail -20 "$BENCH_OUT/receiver.log"; status=1; }
-exit "$status"
+alive "$WK_PID" && echo "receiver alive at the end, VmRSS $(awk '/VmRSS/ {print $2, $3}' /proc/$WK_PID/status)" \
+    || { echo "RECEIVER DIED"; tail -20 "$BENCH_OUT/receiver.log"; STATUS=1; }
+exit "$STATUS"

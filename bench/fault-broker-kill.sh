@@ -20,11 +20,12 @@ CONCURRENCY="${CONCURRENCY:-32}"
 KILL_AT="${KILL_AT:-6}"
 DOWN_FOR="${DOWN_FOR:-5}"
 DEADLINE="${DEADLINE:-60}"
+PREFIX=fault
 
 need_venv
 prepare
 
-WINDOWKEEPER_LOG="info,rdkafka=warn" start_stack fault --partitions 3 --publish-timeout 3s
+WINDOWKEEPER_LOG="info,rdkafka=warn" start_stack "$PREFIX" --partitions 3 --publish-timeout 3s
 
 start_loadgen "http://127.0.0.1:$LISTEN/webhook" "$COUNT" "$RATE" "$CONCURRENCY" "$DEADLINE" "bk$(date +%s)"
 
@@ -39,32 +40,22 @@ log "broker restarted and serving (pid $KAFKA_PID)"
 printf '{"kill": %s, "restart": %s}\n' "$KILL_EPOCH" "$RESTART_EPOCH" >"$BENCH_OUT/events.json"
 
 wait_loadgen
-kill -0 "$WK_PID" 2>/dev/null && log "receiver still running" || log "RECEIVER DIED"
-save_metrics "$ADMIN" "$BENCH_OUT/receiver-metrics.txt"
-grep -E '^windowkeeper_(webhook_requests_total|kafka_errors_total)' "$BENCH_OUT/receiver-metrics.txt" >&2 || true
+alive "$WK_PID" && log "receiver still running" || log "RECEIVER DIED"
+save_metrics "$ADMIN" "$BENCH_OUT/receiver-metrics.txt" 'webhook_requests_total|kafka_errors_total' >&2
 
+# check: check_inbound.py into check.json; STATUS 0 all there, 1 some missing, 2 unreadable.
 check() {
-    pytool "$BENCH_DIR/tools/check_inbound.py" --brokers "127.0.0.1:$BROKER_PORT" \
-        --topic fault.inbound --results "$BENCH_OUT/loadgen.json" --events "$BENCH_OUT/events.json" \
-        | tee "$BENCH_OUT/check.json"
-    return "${PIPESTATUS[0]}"
+    run_to check.json pytool "$BENCH_DIR/tools/check_inbound.py" --brokers "127.0.0.1:$BROKER_PORT" \
+        --topic "$PREFIX.inbound" --results "$BENCH_OUT/loadgen.json" --events "$BENCH_OUT/events.json"
 }
-set +e
 check
-status=$?
-if [[ $status == 2 ]]; then
+if [[ $STATUS == 2 ]]; then
     log "the broker cannot serve the topic; restarting it once more (same data directory) to read what it stored"
     kill_hard "$KAFKA_PID"
-    start_kafka "$BROKER_PORT" kafka
+    start_kafka "$BROKER_PORT" kafka || true
     check
-    status=$?
     echo "(read after a second broker restart)"
 fi
-set -e
 echo "producer replacements logged: $(grep -c 'replacing the Kafka producer' "$BENCH_OUT/receiver.log" || true)"
-case $status in
-    0) echo "RESULT: every acknowledged webhook is on the inbound topic" ;;
-    1) echo "RESULT: acknowledged webhooks MISSING from the inbound topic" ;;
-    *) echo "RESULT: the inbound topic could not be read" ;;
-esac
-exit "$status"
+finish "$STATUS" "every acknowledged webhook is on the inbound topic" \
+    "acknowledged webhooks MISSING from the inbound topic" "the inbound topic could not be read"

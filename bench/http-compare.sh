@@ -15,15 +15,12 @@
 # CRITERION (1: run the criterion bench; 0: skip), WK_BIN, KAFKA_HEAP, BENCH_OUT.
 source "$(dirname "$0")/lib.sh"
 
-DURATION="${DURATION:-10s}"
-CONCURRENCIES="${CONCURRENCIES:-1 16 64}"
 PY_WORKERS="${PY_WORKERS:-1 2}"
 CRITERION="${CRITERION:-1}"
 
 wrk_prepare
-log "building bench/hyper-floor"
-(cd "$BENCH_DIR/hyper-floor" && cargo build --release -q)
-FLOOR_BIN="$BENCH_DIR/hyper-floor/target/release/hyper-floor"
+build_crate hyper-floor
+FLOOR_BIN=$CRATE_BIN
 
 start_broker
 

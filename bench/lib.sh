@@ -1,5 +1,6 @@
 # Shared helpers of the bench/ scripts (sourced, not run). Every process started through
-# `spawn` runs in its own session (setsid) and is killed, with its children, on exit.
+# `spawn` runs in its own session (setsid) and is killed, with its children, on exit. Sourcing
+# it makes the result directory BENCH_OUT and a scratch directory WORK_DIR (removed on exit).
 #
 # Environment:
 #   WK_BIN      windowkeeper binary (default: target/release/windowkeeper of this repository)
@@ -15,6 +16,8 @@ WK_BIN="${WK_BIN:-$REPO_DIR/target/release/windowkeeper}"
 KAFKA_SCRIPT="$REPO_DIR/scripts/kafka"
 PY_VENV="$BENCH_DIR/python-baseline/.venv"
 PY="$PY_VENV/bin/python"
+# The bench venv's Python with bench/tools on its path (pytool runs it; spawn can take it).
+PYTOOL=(env "PYTHONPATH=$BENCH_DIR/tools" "$PY")
 SECRET="${BENCH_SECRET:-bench-app-secret}"
 VERIFY_TOKEN="bench-verify-token"
 SCRIPT_NAME="$(basename "$0" .sh)"
@@ -58,11 +61,11 @@ kill_hard() {
     wait "$1" 2>/dev/null || true
 }
 
-# stop_gently PID: SIGTERM, wait up to 15 s, then SIGKILL.
+# stop_gently PID [SECONDS]: SIGTERM, wait up to SECONDS (15), then SIGKILL.
 stop_gently() {
-    local pid=$1 i
+    local pid=$1 within=${2:-15} i
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 150); do
+    for i in $(seq 1 $((within * 10))); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -94,6 +97,17 @@ wait_http() {
     return 1
 }
 
+# wait_ready ADMIN_PORT [SECONDS]: until a windowkeeper process's /readyz answers 200 (60 s).
+wait_ready() {
+    wait_http "http://127.0.0.1:$1/readyz" "${2:-60}"
+}
+
+# seconds_between FROM TO [DIGITS]: TO - FROM (epoch seconds, CPU seconds...), rounded to
+# DIGITS (2) decimals.
+seconds_between() {
+    python3 -c "print(round($2-$1,${3:-2}))"
+}
+
 # start_kafka PORT NAME: scripts/kafka on PORT with its data in $WORK_DIR/NAME (kept: a
 # restart with the same PORT and NAME keeps the topics), log in $BENCH_OUT/NAME.log. Returns
 # once the broker has printed its `bootstrap:` line (60 s at most). Sets KAFKA_PID: with --dir
@@ -120,6 +134,16 @@ start_broker() {
     log "Kafka on $BROKER_PORT (pid $KAFKA_PID)"
 }
 
+# topic_flags PREFIX: sets TOPIC_FLAGS to the --topic-* flags that name the topics
+# PREFIX.inbound, PREFIX.window-events, PREFIX.window-state and PREFIX.deadletter.
+topic_flags() {
+    local kind
+    TOPIC_FLAGS=()
+    for kind in inbound window-events window-state deadletter; do
+        TOPIC_FLAGS+=("--topic-$kind" "$1.$kind")
+    done
+}
+
 # start_receiver NAME BROKER_PORT LISTEN_PORT ADMIN_PORT PREFIX [EXTRA FLAGS...]: sets WK_PID.
 # Runs the binary under the command in the array WK_WRAPPER if set (e.g. valgrind), and waits
 # READY_WITHIN seconds (default 60) for /readyz.
@@ -127,19 +151,17 @@ WK_WRAPPER=()
 start_receiver() {
     local name=$1 broker=$2 listen=$3 admin=$4 prefix=$5
     shift 5
+    topic_flags "$prefix"
     WINDOWKEEPER_LOG="${WINDOWKEEPER_LOG:-warn}" spawn "$name" "${WK_WRAPPER[@]}" "$WK_BIN" receiver \
         --kafka-brokers "127.0.0.1:$broker" \
         --listen "127.0.0.1:$listen" --admin-listen "127.0.0.1:$admin" \
-        --app-secret "$SECRET" --verify-token "$VERIFY_TOKEN" \
-        --topic-inbound "$prefix.inbound" --topic-window-events "$prefix.window-events" \
-        --topic-window-state "$prefix.window-state" --topic-deadletter "$prefix.deadletter" \
-        "$@"
+        --app-secret "$SECRET" --verify-token "$VERIFY_TOKEN" "${TOPIC_FLAGS[@]}" "$@"
     WK_PID=$SPAWNED_PID
-    wait_http "http://127.0.0.1:$admin/readyz" "${READY_WITHIN:-60}"
+    wait_ready "$admin" "${READY_WITHIN:-60}"
 }
 
 # start_stack PREFIX [RECEIVER FLAGS...]: start_broker, then start_receiver (named "receiver",
-# topics PREFIX.*) on free ports LISTEN and ADMIN.
+# topics PREFIX.*) on free ports LISTEN and ADMIN. (WK_WRAPPER and READY_WITHIN apply.)
 start_stack() {
     local prefix=$1
     shift
@@ -150,17 +172,26 @@ start_stack() {
     log "receiver on $LISTEN (pid $WK_PID), admin on $ADMIN"
 }
 
-# start_tracker NAME BROKER_PORT ADMIN_PORT PREFIX [EXTRA FLAGS...]: sets WK_TRACKER_PID.
+# start_tracker NAME BROKER_PORT ADMIN_PORT PREFIX [EXTRA FLAGS...]: sets WK_TRACKER_PID (its
+# API on API_PORT, or a free port). Does not wait: see wait_ready.
 start_tracker() {
     local name=$1 broker=$2 admin=$3 prefix=$4
     shift 4
+    topic_flags "$prefix"
     WINDOWKEEPER_LOG="${WINDOWKEEPER_LOG:-info,rdkafka=warn}" spawn "$name" "$WK_BIN" tracker \
         --kafka-brokers "127.0.0.1:$broker" --admin-listen "127.0.0.1:$admin" \
-        --api-listen "127.0.0.1:${API_PORT:-$(free_port)}" \
-        --topic-inbound "$prefix.inbound" --topic-window-events "$prefix.window-events" \
-        --topic-window-state "$prefix.window-state" --topic-deadletter "$prefix.deadletter" \
-        "$@"
+        --api-listen "127.0.0.1:${API_PORT:-$(free_port)}" "${TOPIC_FLAGS[@]}" "$@"
     WK_TRACKER_PID=$SPAWNED_PID
+}
+
+# cpu_seconds SID...: bench/tools/cpu.py, the CPU seconds of each session so far.
+cpu_seconds() {
+    python3 "$BENCH_DIR/tools/cpu.py" "$@"
+}
+
+# alive PID: whether that process still runs.
+alive() {
+    kill -0 "$1" 2>/dev/null
 }
 
 # need_tool COMMAND: exits with the Debian package to install if COMMAND is missing.
@@ -170,12 +201,62 @@ need_tool() {
 
 # pytool ARGS...: the bench venv's Python with bench/tools on its path.
 pytool() {
-    PYTHONPATH="$BENCH_DIR/tools" "$PY" "$@"
+    "${PYTOOL[@]}" "$@"
 }
 
-# save_metrics ADMIN_PORT FILE: a process's /metrics into FILE (nothing if it does not answer).
+# save_metrics ADMIN_PORT FILE [NAMES]: a process's /metrics into FILE (nothing if it does not
+# answer); with NAMES (an extended regex), also prints FILE's windowkeeper_NAMES lines.
 save_metrics() {
     curl -s "http://127.0.0.1:$1/metrics" >"$2" || true
+    [[ -z "${3:-}" ]] || metric_lines "$3" "$2"
+}
+
+# metric_lines NAMES FILE...: the lines of /metrics scrapes that start with windowkeeper_NAMES
+# (NAMES an extended regex, e.g. 'a_total|b_total'); nothing (and success) if none match.
+metric_lines() {
+    local names=$1
+    shift
+    grep -h -E "^windowkeeper_($names)" "$@" || true
+}
+
+# live_metrics ADMIN_PORT NAMES: metric_lines of the process's /metrics as it is now.
+live_metrics() {
+    curl -s "http://127.0.0.1:$1/metrics" | metric_lines "$2"
+}
+
+# metric_value ADMIN_PORT SERIES: the value of the series that starts with SERIES (a name and
+# its labels, e.g. 'windowkeeper_webhook_requests_total{outcome="accepted"}'), if any.
+metric_value() {
+    curl -s "http://127.0.0.1:$1/metrics" | awk -v series="$2" 'index($0, series) == 1 {print $2}'
+}
+
+# plain_log NAME: $BENCH_OUT/NAME.log without its colour codes.
+plain_log() {
+    sed 's/\x1b\[[0-9;]*m//g' "$BENCH_OUT/$1.log"
+}
+
+# run_to FILE CMD...: runs CMD, its output shown and kept in $BENCH_OUT/FILE; sets STATUS to
+# CMD's exit status (a failure does not end the script).
+run_to() {
+    local file=$1
+    shift
+    set +e
+    "$@" | tee "$BENCH_OUT/$file"
+    STATUS=${PIPESTATUS[0]}
+    set -e
+}
+
+# finish STATUS PASS FAIL [OTHER]: prints "RESULT: PASS" if STATUS is 0, "RESULT: FAIL" if it is
+# 1 (and, without OTHER, any other failure), "RESULT: OTHER" otherwise; exits with STATUS.
+finish() {
+    local text
+    case $1 in
+        0) text=$2 ;;
+        1) text=$3 ;;
+        *) text=${4:-$3} ;;
+    esac
+    echo "RESULT: $text"
+    exit "$1"
 }
 
 # sign_fixture: BODY = tests/fixtures/text-message.json, SIG = its X-Hub-Signature-256.
@@ -184,27 +265,42 @@ sign_fixture() {
     SIG="$("$WK_BIN" sign --app-secret "$SECRET" "$BODY")"
 }
 
+# build_crate NAME [WHY]: builds the crate bench/NAME (cargo build --release) and sets
+# CRATE_BIN to a copy of its binary NAME.
+build_crate() {
+    log "building bench/$1${2:+ ($2)}"
+    (cd "$BENCH_DIR/$1" && cargo build --release -q)
+    CRATE_BIN="$WORK_DIR/$1"
+    cp "$BENCH_DIR/$1/target/release/$1" "$CRATE_BIN"
+}
+
 # build_nokafka: builds bench/wk-nokafka and sets NOKAFKA_BIN to a copy of it.
 build_nokafka() {
-    log "building bench/wk-nokafka (links this repository's windowkeeper library)"
-    (cd "$BENCH_DIR/wk-nokafka" && cargo build --release -q)
-    NOKAFKA_BIN="$WORK_DIR/wk-nokafka"
-    cp "$BENCH_DIR/wk-nokafka/target/release/wk-nokafka" "$NOKAFKA_BIN"
+    build_crate wk-nokafka "links this repository's windowkeeper library"
+    NOKAFKA_BIN=$CRATE_BIN
 }
 
-# start_loadgen URL COUNT RATE CONCURRENCY DEADLINE RUN_ID: bench/tools/loadgen.py in the
-# background, results in $BENCH_OUT/loadgen.json; sets LOADGEN_PID. wait_loadgen waits for it.
+# start_load TOOL ARGS...: bench/tools/TOOL (a load generator) in the background, its output in
+# $BENCH_OUT/loadgen.log; sets LOADGEN_PID. wait_loadgen waits for it.
+start_load() {
+    local tool=$1
+    shift
+    spawn loadgen "${PYTOOL[@]}" "$BENCH_DIR/tools/$tool" "$@"
+    LOADGEN_PID=$SPAWNED_PID
+}
+
+# start_loadgen URL COUNT RATE CONCURRENCY DEADLINE RUN_ID: start_load of bench/tools/loadgen.py,
+# results in $BENCH_OUT/loadgen.json.
 start_loadgen() {
-    pytool "$BENCH_DIR/tools/loadgen.py" --url "$1" --secret "$SECRET" --count "$2" --rate "$3" \
-        --concurrency "$4" --deadline "$5" --run-id "$6" \
-        --out "$BENCH_OUT/loadgen.json" >"$BENCH_OUT/loadgen.log" 2>&1 &
-    LOADGEN_PID=$!
-    SPAWNED+=("$LOADGEN_PID")
+    start_load loadgen.py --url "$1" --secret "$SECRET" --count "$2" --rate "$3" \
+        --concurrency "$4" --deadline "$5" --run-id "$6" --out "$BENCH_OUT/loadgen.json"
 }
 
+# wait_loadgen [REPORT]: waits for the load generator (exits if it failed), then REPORT (log)
+# "load done: <its summary line>".
 wait_loadgen() {
     wait "$LOADGEN_PID" || { log "load generator failed"; cat "$BENCH_OUT/loadgen.log" >&2; exit 1; }
-    log "load done: $(tail -1 "$BENCH_OUT/loadgen.log")"
+    "${1:-log}" "load done: $(tail -1 "$BENCH_OUT/loadgen.log")"
 }
 
 need_venv() {
@@ -242,19 +338,22 @@ kafka_version() {
     sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$REPO_DIR/scripts/kafka-broker/pom.xml"
 }
 
-# prepare: the binary under test (copied), then machine.txt (also on stderr).
+# prepare [LINE...]: the binary under test (copied), then machine.txt (also on stderr): the
+# machine, the binary, the broker, and each LINE (the run's own settings).
 prepare() {
     need_wk
-    machine_info | tee "$BENCH_OUT/machine.txt" >&2
+    { machine_info; [[ $# == 0 ]] || printf '%s\n' "$@"; } | tee "$BENCH_OUT/machine.txt" >&2
 }
 
 # --- wrk runs (bench/http-compare.sh, bench/linger-experiment.sh) ---------------------------
 # Needs: BODY (file), SIG (its X-Hub-Signature-256), RESULTS (tsv), KAFKA_PID, CONCURRENCIES,
 # DURATION. Appends one row per concurrency to RESULTS.
 
-# wrk_prepare: what both wrk scripts start with: wrk, the venv, the binary, bench/wk-nokafka,
-# the signed fixture and the RESULTS header.
+# wrk_prepare: what both wrk scripts start with: DURATION (10s) and CONCURRENCIES ("1 16 64")
+# unless set, wrk, the venv, the binary, bench/wk-nokafka, the signed fixture, the RESULTS header.
 wrk_prepare() {
+    DURATION="${DURATION:-10s}"
+    CONCURRENCIES="${CONCURRENCIES:-1 16 64}"
     need_tool wrk
     need_venv
     prepare
@@ -280,10 +379,10 @@ run_wrk() {
     WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c16 -d2s -s "$BENCH_DIR/tools/post.lua" "$url" >/dev/null
     for c in $CONCURRENCIES; do
         out="$BENCH_OUT/wrk-$name-c$c.txt"
-        before=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$KAFKA_PID")
+        before=$(cpu_seconds "$sid" "$KAFKA_PID")
         WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$c" -d"$DURATION" --latency --timeout 15s \
             -s "$BENCH_DIR/tools/post.lua" "$url" >"$out"
-        after=$(python3 "$BENCH_DIR/tools/cpu.py" "$sid" "$KAFKA_PID")
+        after=$(cpu_seconds "$sid" "$KAFKA_PID")
         local rps p50 p99 total codes cpu_s cpu_b
         rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
         p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$out")")

@@ -14,23 +14,18 @@ need_tool valgrind
 need_tool wrk
 prepare
 
-start_broker
-LISTEN=$(free_port)
-ADMIN=$(free_port)
 CG_OUT="$BENCH_OUT/callgrind.out"
 WK_WRAPPER=(valgrind --tool=callgrind --callgrind-out-file="$CG_OUT" --separate-threads=no --collect-atstart=yes)
-READY_WITHIN=180 start_receiver receiver "$BROKER_PORT" "$LISTEN" "$ADMIN" prof --partitions 12
+READY_WITHIN=180 start_stack prof --partitions 12
 WK_WRAPPER=()
 log "receiver under callgrind ready; wrk -c$CONCURRENCY -d$DURATION"
 
 sign_fixture
 WRK_BODY="$BODY" WRK_SIG="$SIG" wrk -t1 -c"$CONCURRENCY" -d"$DURATION" --latency --timeout 30s \
     -s "$BENCH_DIR/tools/post.lua" "http://127.0.0.1:$LISTEN/webhook" | tee "$BENCH_OUT/wrk.txt"
-REQUESTS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/outcome="accepted"/ {print $2}')
+REQUESTS=$(metric_value "$ADMIN" 'windowkeeper_webhook_requests_total{outcome="accepted"}')
 log "accepted $REQUESTS; stopping the receiver so callgrind writes its profile"
-kill -TERM "$WK_PID"
-for i in $(seq 1 600); do kill -0 "$WK_PID" 2>/dev/null || break; sleep 0.1; done
-wait "$WK_PID" 2>/dev/null || true
+stop_gently "$WK_PID" 60
 
 # (awk reads to the end: an early exit would SIGPIPE callgrind_annotate and, with pipefail,
 # end this script.)

@@ -8,13 +8,14 @@
 # tracker log line about them. Exits 1 if a customer whose webhook got 200 got no window.
 source "$(dirname "$0")/lib.sh"
 
+PREFIX=sg
 need_venv
 prepare
-start_stack sg --partitions 3
+start_stack "$PREFIX" --partitions 3
 TADMIN=$(free_port)
-WINDOWKEEPER_LOG="info,windowkeeper=debug,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TADMIN" sg \
+WINDOWKEEPER_LOG="info,windowkeeper=debug,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TADMIN" "$PREFIX" \
     --partitions 3 --service-window 8s --closing-lead 3s
-wait_http "http://127.0.0.1:$TADMIN/readyz" 60
+wait_ready "$TADMIN"
 
 pytool - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" <<'PYEOF'
 import sys, time, urllib.request
@@ -36,11 +37,11 @@ for name, wamid, customer, old, new in cases:
         print(f"POST {name} (customer US.{customer}): {r.status}")
 PYEOF
 sleep 12
-curl -s "http://127.0.0.1:$TADMIN/metrics" | grep -E '^windowkeeper_window_events_total' || true
+live_metrics "$TADMIN" window_events_total
 set +e
-pytool - "127.0.0.1:$BROKER_PORT" <<'PYEOF'
+pytool - "127.0.0.1:$BROKER_PORT" "$PREFIX" <<'PYEOF'
 import json, math, sys
-from wkbench import read_topic
+from wkbench import PHONE_NUMBER_ID, read_topic
 
 
 def strict(text):
@@ -50,7 +51,7 @@ def strict(text):
                       parse_float=lambda f: float(f) if math.isfinite(float(f)) else refuse(f))
 
 
-for r in read_topic(sys.argv[1], "sg.inbound", settle=1):
+for r in read_topic(sys.argv[1], f"{sys.argv[2]}.inbound", settle=1):
     try:
         strict(r["value"])
         verdict = "ok"
@@ -58,14 +59,14 @@ for r in read_topic(sys.argv[1], "sg.inbound", settle=1):
         verdict = f"refused ({e})"
     print(f"inbound record key={r['key']}: strict parse {verdict}")
 opened = set()
-for r in read_topic(sys.argv[1], "sg.window-events", settle=1):
+for r in read_topic(sys.argv[1], f"{sys.argv[2]}.window-events", settle=1):
     ev = json.loads(r["value"])
     print("window event", ev["id"])
     if ev["type"].endswith("opened"):
         opened.add(ev["subject"])
 missing = []
 for customer, name in ((111, "lone surrogate"), (333, "number out of range"), (222, "normal")):
-    got = f"106540352242922:US.{customer}" in opened
+    got = f"{PHONE_NUMBER_ID}:US.{customer}" in opened
     print(f"{name} (US.{customer}): {'window opened' if got else 'NO WINDOW (accepted message dropped)'}")
     if not got:
         missing.append(name)
@@ -76,5 +77,5 @@ PYEOF
 status=$?
 set -e
 echo "tracker log lines mentioning the records or a decode problem:"
-sed 's/\x1b\[[0-9;]*m//g' "$BENCH_OUT/tracker.log" | grep -iE 'decode|undecod|invalid|ignor|skip|US\.(111|333)' | head -5 || echo "  (none)"
+plain_log tracker | grep -iE 'decode|undecod|invalid|ignor|skip|US\.(111|333)' | head -5 || echo "  (none)"
 exit "$status"

@@ -19,12 +19,12 @@ N="${N:-50000}"
 BATCH="${BATCH:-100}"
 PARTITIONS="${PARTITIONS:-12}"
 GUARANTEE="${PROCESSING_GUARANTEE:-exactly-once}"
+PREFIX=tt
 
 need_venv
-prepare
-echo "processing guarantee: $GUARANTEE" | tee -a "$BENCH_OUT/machine.txt" >&2
+prepare "processing guarantee: $GUARANTEE"
 
-start_stack tt --partitions "$PARTITIONS"
+start_stack "$PREFIX" --partitions "$PARTITIONS"
 log "posting $N messages, $BATCH per webhook"
 
 pytool - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" "$N" "$BATCH" <<'EOF'
@@ -56,30 +56,28 @@ async def main():
 
 asyncio.run(main())
 EOF
-curl -s "http://127.0.0.1:$ADMIN/metrics" | grep -E '^windowkeeper_events_published_total' >&2 || true
+live_metrics "$ADMIN" events_published_total >&2
 
 TRACKER_ADMIN=$(free_port)
-CPU0=0
-BROKER_CPU0=$(python3 "$BENCH_DIR/tools/cpu.py" "$KAFKA_PID")
+BROKER_CPU0=$(cpu_seconds "$KAFKA_PID")
 T0=$(date +%s.%N)
-WINDOWKEEPER_LOG="info,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TRACKER_ADMIN" tt --partitions "$PARTITIONS" \
+WINDOWKEEPER_LOG="info,rdkafka=warn" start_tracker tracker "$BROKER_PORT" "$TRACKER_ADMIN" "$PREFIX" --partitions "$PARTITIONS" \
     --processing-guarantee "$GUARANTEE"
-wait_http "http://127.0.0.1:$TRACKER_ADMIN/readyz" 120
+wait_ready "$TRACKER_ADMIN" 120
 T_READY=$(date +%s.%N)
-log "tracker ready after $(python3 -c "print(round($T_READY-$T0,2))") s; counting opened windows"
+log "tracker ready after $(seconds_between "$T0" "$T_READY") s; counting opened windows"
 OPENED=0
 T_FIRST=""
 for i in $(seq 1 3000); do # 0.1 s steps, 300 s at most
-    OPENED=$(curl -s "http://127.0.0.1:$TRACKER_ADMIN/metrics" \
-        | awk '/^windowkeeper_window_events_total\{type="whatsapp.window.opened"\}/ {print $2}')
+    OPENED=$(metric_value "$TRACKER_ADMIN" 'windowkeeper_window_events_total{type="whatsapp.window.opened"}')
     OPENED=${OPENED:-0}
     if [[ -z "$T_FIRST" && "$OPENED" != 0 ]]; then T_FIRST=$(date +%s.%N); fi
     [[ "$OPENED" -ge "$N" ]] && break
     sleep 0.1
 done
 T_DONE=$(date +%s.%N)
-CPU=$(python3 "$BENCH_DIR/tools/cpu.py" "$WK_TRACKER_PID")
-BROKER_CPU=$(python3 -c "print(round($(python3 "$BENCH_DIR/tools/cpu.py" "$KAFKA_PID") - $BROKER_CPU0, 2))")
+CPU=$(cpu_seconds "$WK_TRACKER_PID")
+BROKER_CPU=$(seconds_between "$BROKER_CPU0" "$(cpu_seconds "$KAFKA_PID")")
 save_metrics "$TRACKER_ADMIN" "$BENCH_OUT/tracker-metrics.txt"
 python3 - "$N" "$OPENED" "$T0" "$T_READY" "${T_FIRST:-$T_DONE}" "$T_DONE" "$CPU" "$GUARANTEE" "$BROKER_CPU" <<'EOF' | tee "$BENCH_OUT/summary.txt"
 import sys
@@ -98,5 +96,5 @@ print(f"broker CPU time, start -> all opened: {broker:.2f} s = {broker / max(ope
 if opened < n:
     print("RESULT: NOT every event was processed within the time bound")
 EOF
-grep -E '^windowkeeper_(restore_duration_seconds_(sum|count)|tracked_contacts|open_windows|kafka_errors_total)' "$BENCH_OUT/tracker-metrics.txt" || true
+metric_lines 'restore_duration_seconds_(sum|count)|tracked_contacts|open_windows|kafka_errors_total' "$BENCH_OUT/tracker-metrics.txt"
 [[ "$OPENED" -ge "$N" ]]
