@@ -24,9 +24,11 @@ pub(super) trait Peek<'a>: Deserialize<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Bad;
 
+/// A message, as the customer sent it (`messages[]`) or as the business sent it from the app
+/// (`smb_message_echoes`): the same fields, with the customer on the other side.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub(super) struct MessagePeek<'a> {
+pub(super) struct ChatPeek<'a> {
     #[serde(borrow)]
     pub(super) id: Text<'a>,
     #[serde(borrow)]
@@ -38,32 +40,86 @@ pub(super) struct MessagePeek<'a> {
     #[serde(borrow)]
     pub(super) from_user_id: Text<'a>,
     #[serde(borrow)]
+    pub(super) to: Text<'a>,
+    #[serde(borrow)]
+    pub(super) to_user_id: Text<'a>,
+    #[serde(borrow)]
     pub(super) reaction: Nested<ReactionPeek<'a>>,
 }
 
-impl<'a> Peek<'a> for MessagePeek<'a> {
-    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+/// How one kind of chat item becomes an event.
+pub(super) struct ChatRole {
+    /// First part of the id: `message` or `echo`.
+    id_prefix: &'static str,
+    event_type: InboundType,
+    item_key: &'static str,
+    /// The customer wrote it (else the business did, and the customer is the recipient).
+    from_customer: bool,
+}
+
+impl<'a> ChatPeek<'a> {
+    fn chat_draft<'s>(
+        &'s self,
+        role: &ChatRole,
+        cx: &ItemCx<'s, '_>,
+        raw: &'s RawValue,
+    ) -> Result<Draft<'s>, Bad> {
         let stamp = self.timestamp.stamp()?;
         let kind = self.kind.string()?;
         let emoji = reaction_emoji(&self.reaction)?;
         let id = self
             .id
             .string()?
-            .map(|wamid| message_id("message", wamid, kind, stamp, emoji));
+            .map(|wamid| message_id(role.id_prefix, wamid, kind, stamp, emoji));
+        let (user_id, wa_id) = if role.from_customer {
+            (&self.from_user_id, &self.from)
+        } else {
+            (&self.to_user_id, &self.to)
+        };
         Ok(Draft {
-            event_type: InboundType::MessageReceived,
+            event_type: role.event_type,
             id,
-            who: resolve(
-                cx.contacts,
-                cx.index,
-                self.from_user_id.string()?,
-                self.from.string()?,
-            ),
+            who: resolve(cx.contacts, cx.index, user_id.string()?, wa_id.string()?),
             time: item_time(stamp),
-            item_key: "message",
+            item_key: role.item_key,
             part: None,
             item: raw,
         })
+    }
+}
+
+/// A customer's message.
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+pub(super) struct MessagePeek<'a>(#[serde(borrow)] ChatPeek<'a>);
+
+impl<'a> Peek<'a> for MessagePeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        const ROLE: ChatRole = ChatRole {
+            id_prefix: "message",
+            event_type: InboundType::MessageReceived,
+            item_key: "message",
+            from_customer: true,
+        };
+        self.0.chat_draft(&ROLE, cx, raw)
+    }
+}
+
+/// A message the business sent from the WhatsApp Business app: passed through, keyed by its
+/// recipient.
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+pub(super) struct EchoPeek<'a>(#[serde(borrow)] ChatPeek<'a>);
+
+impl<'a> Peek<'a> for EchoPeek<'a> {
+    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
+        const ROLE: ChatRole = ChatRole {
+            id_prefix: "echo",
+            event_type: InboundType::ChangeOther,
+            item_key: "message_echo",
+            from_customer: false,
+        };
+        self.0.chat_draft(&ROLE, cx, raw)
     }
 }
 
@@ -221,49 +277,6 @@ impl<'a> Peek<'a> for UserIdUpdatePeek<'a> {
             who,
             time: item_time(stamp),
             item_key: "user_id_update",
-            part: None,
-            item: raw,
-        })
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct EchoPeek<'a> {
-    #[serde(borrow)]
-    pub(super) id: Text<'a>,
-    #[serde(borrow)]
-    pub(super) timestamp: Text<'a>,
-    #[serde(borrow, rename = "type")]
-    pub(super) kind: Text<'a>,
-    #[serde(borrow)]
-    pub(super) to: Text<'a>,
-    #[serde(borrow)]
-    pub(super) to_user_id: Text<'a>,
-    #[serde(borrow)]
-    pub(super) reaction: Nested<ReactionPeek<'a>>,
-}
-
-impl<'a> Peek<'a> for EchoPeek<'a> {
-    fn draft<'s>(&'s self, cx: &ItemCx<'s, '_>, raw: &'s RawValue) -> Result<Draft<'s>, Bad> {
-        let stamp = self.timestamp.stamp()?;
-        let kind = self.kind.string()?;
-        let emoji = reaction_emoji(&self.reaction)?;
-        let id = self
-            .id
-            .string()?
-            .map(|wamid| message_id("echo", wamid, kind, stamp, emoji));
-        Ok(Draft {
-            event_type: InboundType::ChangeOther,
-            id,
-            who: resolve(
-                cx.contacts,
-                cx.index,
-                self.to_user_id.string()?,
-                self.to.string()?,
-            ),
-            time: item_time(stamp),
-            item_key: "message_echo",
             part: None,
             item: raw,
         })
