@@ -37,6 +37,13 @@ fn all_closed(records: &[Record], customers: &[String]) -> bool {
     })
 }
 
+/// Customer `n` writes again: an extension of its window.
+async fn write_again(url: &str, n: usize) {
+    let customer = format!("US.66{n:04}");
+    let body = text_webhook("66", &customer, &format!("wamid.R{n}b"), now());
+    assert_eq!(post_signed(url, &body).await.status(), 200);
+}
+
 /// A `sent` status of the business's message to `customer`.
 fn business_reply(pnid: &str, customer: &str, wamid: &str, at: i64) -> Vec<u8> {
     format!(
@@ -115,27 +122,13 @@ async fn a_fresh_tracker_replaying_the_inbound_topic_emits_the_same_window_event
                     break;
                 }
                 extensions.remove(0);
-                let customer = format!("US.66{m:04}");
-                let status = post_signed(
-                    &url,
-                    &text_webhook("66", &customer, &format!("wamid.R{m}b"), now()),
-                )
-                .await
-                .status();
-                assert_eq!(status, 200);
+                write_again(&url, m).await;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         for (due, m) in extensions {
             tokio::time::sleep_until(due).await;
-            let customer = format!("US.66{m:04}");
-            let status = post_signed(
-                &url,
-                &text_webhook("66", &customer, &format!("wamid.R{m}b"), now()),
-            )
-            .await
-            .status();
-            assert_eq!(status, 200);
+            write_again(&url, m).await;
         }
     });
 

@@ -16,6 +16,16 @@ fn short_args(options: AppOptions<'_>) -> AppOptions<'_> {
     options.arg(SHORT[0], SHORT[1]).arg(SHORT[2], SHORT[3])
 }
 
+/// `windowkeeper run` on the shared broker with windows of seconds, once ready.
+async fn short_run(broker: &Broker, prefix: &str) -> App {
+    App::spawn_ready(short_args(AppOptions::new(
+        "run",
+        &broker.bootstrap(),
+        prefix,
+    )))
+    .await
+}
+
 fn events_of(records: &[Record]) -> Vec<Value> {
     records.iter().map(Record::json).collect()
 }
@@ -84,12 +94,7 @@ async fn window_opens_warns_and_closes_on_time() {
     let broker = Broker::shared();
     let prefix = unique_prefix("csw");
     let names = topics(&prefix);
-    let mut app = App::spawn_ready(short_args(AppOptions::new(
-        "run",
-        &broker.bootstrap(),
-        &prefix,
-    )))
-    .await;
+    let mut app = short_run(&broker, &prefix).await;
 
     let sent_at = now();
     let body = with_timestamps(&fixture("text-message.json"), sent_at);
@@ -591,12 +596,7 @@ async fn implausible_timestamps_are_counted_and_do_not_poison_the_contact() {
     let broker = Broker::shared();
     let prefix = unique_prefix("sanity");
     let names = topics(&prefix);
-    let mut app = App::spawn_ready(short_args(AppOptions::new(
-        "run",
-        &broker.bootstrap(),
-        &prefix,
-    )))
-    .await;
+    let mut app = short_run(&broker, &prefix).await;
     let at = now();
     let milliseconds = with_wamid(
         with_timestamps(&fixture("text-message.json"), at * 1000),
@@ -656,12 +656,7 @@ async fn user_id_changes_delivered_in_reverse_order_end_at_the_newest_id() {
     let broker = Broker::shared();
     let prefix = unique_prefix("reverse");
     let names = topics(&prefix);
-    let mut app = App::spawn_ready(short_args(AppOptions::new(
-        "run",
-        &broker.bootstrap(),
-        &prefix,
-    )))
-    .await;
+    let mut app = short_run(&broker, &prefix).await;
     let at = now();
     post_fixture(&app, "text-message.json", at).await;
     let change = |previous: &str, current: &str, at: i64| {
