@@ -150,25 +150,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for NestedVisitor<T> {
         Ok(Nested::Null)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Nested::Other)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Nested::Other)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Nested::Other)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Nested::Other)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Nested::Other)
-    }
+    otherwise_scalars!(Nested::Other);
 }
 
 pub(super) fn parse_text(raw: &RawValue) -> serde_json::Result<Text<'_>> {

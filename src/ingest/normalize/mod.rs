@@ -30,6 +30,43 @@ use crate::cloudevent::{waba_source, CloudEvent};
 use crate::domain::{ContactKey, CustomerId, PhoneNumberId, UnixSeconds, UserId, WaId};
 use crate::ingest::signature::VerifiedBody;
 
+/// Visitor methods for the scalar JSON types a visitor does not expect (not `null`): the
+/// value is consumed and `$other` returned.
+macro_rules! otherwise_scalars {
+    ($other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// Visitor methods for the JSON types a visitor does not expect, `null` included.
+macro_rules! otherwise {
+    ($other:expr) => {
+        otherwise_scalars!($other);
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
 mod contacts;
 mod emit;
 mod ids;

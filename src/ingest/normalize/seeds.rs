@@ -7,36 +7,6 @@ use super::*;
 // then parsed again would be scanned once per level), keeping each change's `value` as raw
 // text for the second pass.
 
-/// Visitor methods for the JSON types a visitor does not expect: the value is consumed and
-/// `$other` returned.
-macro_rules! otherwise {
-    ($other:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
-}
-
 /// An array element where an object is expected.
 pub(super) enum Element<T> {
     Object(T),
