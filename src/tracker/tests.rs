@@ -215,6 +215,7 @@ fn forwarding_loops_are_cut() {
     let event = json!({"specversion": "1.0", "type": TYPE_FORWARDED, "id": "f", "data": {"hops": 99, "event": message(T0, "wamid.A", false)}});
     let out = feed(&mut book, &key("100:US.1"), event, T0);
     assert!(out.is_empty());
+    assert_eq!(out.unreadable.len(), 1, "the dropped record is reported");
 }
 
 #[test]

@@ -179,7 +179,9 @@ impl Book {
             TrackerInput::Rejected(implausible) => out.rejected.push((key.clone(), implausible)),
             TrackerInput::Forwarded { event, hops } => {
                 if hops > MAX_FORWARD_HOPS {
-                    tracing::warn!(contact = %key, hops, "dropping a forwarded record caught in a routing loop");
+                    // Counted and logged once by the tracker, like any record it cannot use.
+                    out.unreadable
+                        .push((key.clone(), "windowkeeper.contact.forwarded (routing loop)"));
                     return;
                 }
                 self.apply_value(partition, key, *event, hops, arrival, now, out);
