@@ -16,6 +16,7 @@ pub(crate) mod restore;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod unusable;
 
 pub use book::{Book, EmittedEvent, Outbox};
 pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED, TYPE_TICK};
@@ -24,6 +25,7 @@ pub use records::{read_state_record, Contact, TYPE_STATE};
 use clock::*;
 use consumer::*;
 use output::*;
+use unusable::Unusable;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +39,7 @@ use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{GroupProtocol, KafkaSettings, ProcessingGuarantee, TrackerSettings};
-use crate::domain::{ContactKey, UnixSeconds};
+use crate::domain::UnixSeconds;
 use crate::kafka::Publisher;
 use crate::metrics::{KafkaOperation, Metrics};
 
@@ -217,14 +219,12 @@ impl Tracker {
                         .tick_partition(record.partition, clock, &mut outbox);
                 }
                 if record.undecodable {
-                    // Never silently: an operator must see that an input was skipped.
-                    self.metrics.kafka_error(KafkaOperation::Decode);
-                    tracing::error!(
-                        partition = record.partition,
-                        offset = record.offset,
-                        contact = record.key.as_ref().map(ContactKey::as_str),
-                        "skipping an inbound record that is not readable JSON"
-                    );
+                    Unusable::UndecodableRecord {
+                        partition: record.partition,
+                        offset: record.offset,
+                        contact: record.key.as_ref(),
+                    }
+                    .emit(&self.metrics);
                 }
                 let (Some(key), Some(value)) = (record.key, record.value) else {
                     continue;
@@ -236,17 +236,18 @@ impl Tracker {
                     .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
             for (contact, record_type) in outbox.unreadable.drain(..) {
-                self.metrics.kafka_error(KafkaOperation::Decode);
-                tracing::error!(contact = %contact, record_type, "skipping a routing record that cannot be read");
+                Unusable::UnreadableRouting {
+                    contact: &contact,
+                    record_type,
+                }
+                .emit(&self.metrics);
             }
-            for (contact, implausible) in outbox.rejected.drain(..) {
-                self.metrics
-                    .rejected_inputs
-                    .get_or_create(&crate::metrics::ReasonLabels {
-                        reason: implausible.reason(),
-                    })
-                    .inc();
-                tracing::warn!(contact = %contact, reason = implausible.reason(), "inbound item not applied: its timestamp cannot be right");
+            for (contact, reason) in outbox.rejected.drain(..) {
+                Unusable::Implausible {
+                    contact: &contact,
+                    reason,
+                }
+                .emit(&self.metrics);
             }
             if matches!(self.output, Output::ExactlyOnce(_)) {
                 self.write_transaction(&outbox, &offsets).await?;
