@@ -153,7 +153,8 @@ attack() {
     wait "$vmstat_pid" || true
     save_metrics "$ADMIN" "$BENCH_OUT/metrics-after-$name.txt"
     "$VEGETA" encode --to csv "$BENCH_OUT/vegeta-$name.bin" >"$BENCH_OUT/vegeta-$name.csv"
-    "$VEGETA" report "$BENCH_OUT/vegeta-$name.bin" >"$BENCH_OUT/vegeta-$name.txt"
+    # vegeta's report with the first lines of its error set (it lists every failed request).
+    "$VEGETA" report "$BENCH_OUT/vegeta-$name.bin" | awk 'NR <= 30' >"$BENCH_OUT/vegeta-$name.txt"
     python3 "$BENCH_DIR/tools/api_latency.py" seconds "$BENCH_OUT/vegeta-$name.csv" \
         >"$BENCH_OUT/seconds-$name.tsv"
     row=$(python3 "$BENCH_DIR/tools/api_latency.py" vegeta "$BENCH_OUT/vegeta-$name.csv" "$rate" "$DURATION")
