@@ -513,3 +513,43 @@ fn the_preference_follows_a_user_id_change() {
         .contact(PARTITION, &new)
         .is_some_and(|c| c.marketing.is_some()));
 }
+
+/// The open-window gauge is kept as contacts change, not counted; it must always equal a
+/// count, through opens, moves, closes, forgetting and a dropped partition.
+#[test]
+fn kept_open_window_counts_equal_a_recount() {
+    let mut book = Book::new(cfg());
+    let check = |book: &Book| assert_eq!(book.open_windows(), book.recount_open_windows());
+    for n in 0..5 {
+        let customer = key(&format!("100:US.{n}"));
+        feed(
+            &mut book,
+            &customer,
+            message(T0 + n, &format!("wamid.{n}"), n % 2 == 0),
+            T0 + n,
+        );
+        check(&book);
+    }
+    let change = json!({"specversion": "1.0", "type": "whatsapp.contact.user_id_changed", "id": "u", "data": {
+        "phone_number_id": "100", "user_id_update": {"wa_id": "15550001", "user_id": {"previous": "US.1", "current": "US.9"}}}});
+    let out = feed(&mut book, &key("100:US.1"), change, T0 + 6);
+    check(&book);
+    deliver_routed(&mut book, out, T0 + 6);
+    check(&book);
+    assert!(book.open_windows()[0].1 > 0);
+    let mut out = Outbox::default();
+    for second in T0..T0 + 400 {
+        book.tick(UnixSeconds(second), &mut out);
+        check(&book);
+    }
+    assert_eq!(book.open_windows().map(|(_, n)| n), [0, 0, 0]);
+    feed(
+        &mut book,
+        &key("100:US.3"),
+        message(T0 + 401, "wamid.x", false),
+        T0 + 401,
+    );
+    check(&book);
+    book.drop_partition(PARTITION);
+    check(&book);
+}

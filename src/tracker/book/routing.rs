@@ -33,7 +33,7 @@ impl Book {
         }
         let cfg_until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
         let partition_map = self.partitions.entry(partition).or_default();
-        let previous = *partition_map.contacts.remove(key).unwrap_or_default();
+        let previous = *partition_map.take(key).unwrap_or_default();
         let moved = MovedState {
             from: key.clone(),
             windows: previous.windows,
@@ -120,7 +120,7 @@ impl Book {
         }
         let until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
         let partition_map = self.partitions.entry(partition).or_default();
-        let previous = *partition_map.contacts.remove(key).unwrap_or_default();
+        let previous = *partition_map.take(key).unwrap_or_default();
         // Windows kept under the phone number before a BSUID was known join the BSUID's.
         if !previous.windows.is_forgettable(now, &self.cfg) || previous.marketing.is_some() {
             let moved = MovedState {
