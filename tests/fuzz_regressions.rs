@@ -1,24 +1,67 @@
 //! Inputs found by the cargo-fuzz targets in fuzz/ (see BENCHMARKS.md, "Fuzzing"), kept as
-//! regression tests on the public API: sign with a fixed secret, `verify`, `normalize`.
+//! regression tests on the public API: `sign`, `verify`, `normalize`. Each input is a WhatsApp
+//! webhook, so it must be accepted and give its events (a refusal would dead-letter a real
+//! message); each event must be read the way windowkeeper's tracker reads it (serde_json) and
+//! carry the value that once broke it, repaired or kept as Meta sent it.
+
+mod common;
 
 use bytes::Bytes;
-use windowkeeper::ingest::normalize::normalize;
-use windowkeeper::ingest::signature::{sign, verify, AppSecrets};
+use serde_json::Value;
+use windowkeeper::ingest::normalize::{normalize, InboundType};
+use windowkeeper::ingest::signature::{verify, AppSecrets};
 
-const SECRET: &str = "fuzz-app-secret";
+use common::{sign, SECRET};
 
-fn normalized_payloads(body: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// An event: its type, its payload as written, and that payload parsed.
+struct Event {
+    event_type: InboundType,
+    payload: String,
+    json: Value,
+}
+
+/// The receiver's path for `body`: signed, verified, normalized. A refusal fails the test; so
+/// does an event serde_json cannot parse.
+fn accepted_events(name: &str, body: &str) -> Vec<Event> {
     let secrets = AppSecrets::new(vec![SECRET.to_owned()]).expect("secret");
-    let header = sign(SECRET.as_bytes(), body);
+    let header = sign(body.as_bytes());
     let verified = verify(
         &secrets,
         Some(header.as_bytes()),
-        Bytes::copy_from_slice(body),
+        Bytes::copy_from_slice(body.as_bytes()),
     )
     .expect("own signature verifies");
-    normalize(&verified)
-        .ok()
-        .map(|events| events.into_iter().map(|e| e.payload).collect())
+    let events = normalize(&verified).unwrap_or_else(|error| {
+        panic!("{name}: a WhatsApp webhook was refused ({error}): it would be dead-lettered")
+    });
+    events
+        .into_iter()
+        .map(|event| {
+            let payload = String::from_utf8_lossy(&event.payload).into_owned();
+            let json = serde_json::from_slice::<Value>(&event.payload).unwrap_or_else(|error| {
+                panic!(
+                    "{name}: normalize emitted a CloudEvent serde_json cannot parse ({error}):\n{payload}"
+                )
+            });
+            Event {
+                event_type: event.event_type,
+                payload,
+                json,
+            }
+        })
+        .collect()
+}
+
+/// The one event of a single-message body, which must be a received message.
+fn the_message(name: &str, body: &str) -> Event {
+    let mut events = accepted_events(name, body);
+    let types: Vec<InboundType> = events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        types,
+        [InboundType::MessageReceived],
+        "{name}: one message event expected"
+    );
+    events.remove(0)
 }
 
 /// fuzz/normalize, crash-da05fd04f0d48eb109f77a4e0afcf369acdaf325 (found in the first 10 s):
@@ -34,31 +77,24 @@ const LONE_SURROGATE_IN_REFERRAL: &str = r#"{"object": "whatsapp_business_accoun
 /// The same defect, smallest form: a text message whose body is a lone surrogate escape.
 const LONE_SURROGATE_IN_TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"user_id":"US.13491208655302741918","wa_id":"16505551234"}],"messages":[{"id":"wamid.LONE","timestamp":"1795250000","type":"text","from_user_id":"US.13491208655302741918","from":"16505551234","text":{"body":"\ud800"}}]}}]}]}"#;
 
-/// Every CloudEvent normalize emits must be JSON that a strict parser reads; a body that
-/// cannot give such events belongs on the dead-letter topic instead (or the escape must be
-/// repaired), not on the inbound topic.
-fn assert_events_parse(name: &str, body: &str) {
-    let Some(payloads) = normalized_payloads(body.as_bytes()) else {
-        return; // refused as a whole: dead-lettered, which is fine
-    };
-    for payload in payloads {
-        if let Err(error) = serde_json::from_slice::<serde_json::Value>(&payload) {
-            panic!(
-                "{name}: normalize emitted a CloudEvent serde_json cannot parse ({error}):\n{}",
-                String::from_utf8_lossy(&payload)
-            );
-        }
-    }
-}
-
 #[test]
 fn lone_surrogate_in_referral_gives_parseable_events() {
-    assert_events_parse("referral", LONE_SURROGATE_IN_REFERRAL);
+    let event = the_message("referral", LONE_SURROGATE_IN_REFERRAL).json;
+    let message = &event["data"]["message"];
+    assert_eq!(
+        message["referral"]["body"], "Summer succulents a\u{fffd}e!",
+        "the lone surrogate is replaced by U+FFFD, the rest of the text kept:\n{event:#}"
+    );
+    assert_eq!(message["text"]["body"], "Can I get more info about this?");
 }
 
 #[test]
 fn lone_surrogate_in_text_gives_parseable_events() {
-    assert_events_parse("text", LONE_SURROGATE_IN_TEXT);
+    let event = the_message("text", LONE_SURROGATE_IN_TEXT).json;
+    assert_eq!(
+        event["data"]["message"]["text"]["body"], "\u{fffd}",
+        "the lone surrogate is replaced by U+FFFD:\n{event:#}"
+    );
 }
 
 /// fuzz/normalize on `0ede620` (after the surrogate repair),
@@ -77,10 +113,42 @@ const NUMBER_OUT_OF_RANGE_IN_TEXT: &str = r#"{"object":"whatsapp_business_accoun
 
 #[test]
 fn number_out_of_range_in_status_gives_parseable_events() {
-    assert_events_parse("status", NUMBER_OUT_OF_RANGE_IN_STATUS);
+    let events = accepted_events("status", NUMBER_OUT_OF_RANGE_IN_STATUS);
+    let statuses: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.event_type == InboundType::StatusUpdated)
+        .collect();
+    let ids: Vec<&Value> = statuses.iter().map(|e| &e.json["id"]).collect();
+    assert_eq!(
+        ids,
+        [
+            "status:wamid.HBgLMTY1MDU1NTEyMzQVAgARGBJPVVQwMQA=:sent",
+            "status:wVVQwMQA=:read"
+        ],
+        "both status items give their event"
+    );
+    let sent = statuses[0];
+    assert!(
+        sent.json["data"]["status"]["pricing-0"]["pricing_model"].is_number(),
+        "{:#}",
+        sent.json
+    );
+    assert!(
+        sent.payload.contains(r#""pricing_model": 1e999,"#),
+        "the number is kept as Meta wrote it:\n{}",
+        sent.payload
+    );
 }
 
 #[test]
 fn number_out_of_range_in_text_gives_parseable_events() {
-    assert_events_parse("text", NUMBER_OUT_OF_RANGE_IN_TEXT);
+    let event = the_message("text", NUMBER_OUT_OF_RANGE_IN_TEXT);
+    let text = &event.json["data"]["message"]["text"];
+    assert_eq!(text["body"], "hi");
+    assert!(text["n"].is_number(), "{:#}", event.json);
+    assert!(
+        event.payload.contains(r#""n":1e999}"#),
+        "the number is kept as Meta wrote it:\n{}",
+        event.payload
+    );
 }
