@@ -1,7 +1,12 @@
 //! The operator-facing deliverables under deploy/ and schemas/asyncapi.yaml: every file parses,
-//! the manifests have what an orchestrator needs, the AsyncAPI document references exactly the
-//! schemas that exist, the environment variables they set are real flags, and every metric the
-//! dashboard and the alert rules query is really exported by a running windowkeeper.
+//! the manifests have what an orchestrator needs and pass kubeconform against Kubernetes' (and
+//! the Prometheus Operator's) schemas, the alert rules and every dashboard query pass promtool,
+//! the AsyncAPI document references exactly the schemas that exist, the environment variables
+//! they set are real flags, and every metric the dashboard and the alert rules query is really
+//! exported by a running windowkeeper.
+//!
+//! The tools come from `scripts/test`, which installs them and names them in `PROMTOOL`,
+//! `KUBECONFORM` and `KUBERNETES_JSON_SCHEMAS`; without them these tests fail, saying so.
 
 mod common;
 
@@ -139,6 +144,56 @@ fn strings_under_key(v: &Value, key: &str, out: &mut Vec<String>) {
             .for_each(|item| strings_under_key(item, key, out)),
         _ => {}
     }
+}
+
+/// An external tool: the path in `variable`, else `name` on the PATH; a failure that says how
+/// to get it otherwise.
+fn tool(variable: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{variable}={} is not a file; scripts/test installs {name}",
+            path.display()
+        );
+        return path;
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is needed and was not found: run scripts/test, which installs it, or set \
+                 {variable} to its path"
+            )
+        })
+}
+
+/// Runs `program` with `args`: whether it succeeded, its stdout, its stderr.
+fn run_tool<S: AsRef<std::ffi::OsStr>>(program: &Path, args: &[S]) -> (bool, String, String) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `promtool check rules FILE`; a failure shows what promtool said about `what`.
+fn promtool_check_rules(promtool: &Path, what: &str, file: &Path) {
+    let (ok, stdout, stderr) = run_tool(
+        promtool,
+        &["check".as_ref(), "rules".as_ref(), file.as_os_str()],
+    );
+    assert!(
+        ok && stdout.contains("SUCCESS"),
+        "promtool check rules refuses {what}:\n{stdout}{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -905,6 +960,79 @@ fn kubernetes_manifests_are_complete() {
     }
 }
 
+/// kubeconform, strict, against JSON schemas made from Kubernetes' own OpenAPI document and the
+/// Prometheus Operator's CRDs (`KUBERNETES_JSON_SCHEMAS`, see scripts/test): every manifest is
+/// valid, none is left unchecked but the kustomization (kustomize's, not the cluster's).
+#[test]
+fn kubernetes_manifests_pass_kubeconform() {
+    let kubeconform = tool("KUBECONFORM", "kubeconform");
+    let schemas = std::env::var_os("KUBERNETES_JSON_SCHEMAS")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("deployment-apps-v1.json").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "KUBERNETES_JSON_SCHEMAS should name a folder of Kubernetes JSON schemas \
+                 (deployment-apps-v1.json, ...): run scripts/test, which makes one"
+            )
+        });
+    let location = format!(
+        "{}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+        schemas.display()
+    );
+    let manifests = deploy().join("kubernetes");
+    let (ok, stdout, stderr) = run_tool(
+        &kubeconform,
+        &[
+            "-strict".as_ref(),
+            "-verbose".as_ref(),
+            "-output".as_ref(),
+            "json".as_ref(),
+            "-skip".as_ref(),
+            "Kustomization".as_ref(),
+            "-schema-location".as_ref(),
+            location.as_ref(),
+            manifests.as_os_str(),
+        ],
+    );
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("kubeconform printed no JSON report ({e}):\n{stdout}{stderr}"));
+    let resources = array(&report, "/resources", "kubeconform's report");
+    let line = |r: &Value| {
+        format!(
+            "{} {} {}: {} {}",
+            r["filename"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default(),
+            r["status"].as_str().unwrap_or_default(),
+            r["msg"].as_str().unwrap_or_default()
+        )
+    };
+    let not_valid: Vec<String> = resources
+        .iter()
+        .filter(|r| r["status"] != "statusValid")
+        .filter(|r| !(r["status"] == "statusSkipped" && r["kind"] == "Kustomization"))
+        .map(line)
+        .collect();
+    assert!(
+        ok && not_valid.is_empty(),
+        "kubeconform refuses deploy/kubernetes:\n  {}\n{stderr}",
+        not_valid.join("\n  ")
+    );
+    let valid = resources
+        .iter()
+        .filter(|r| r["status"] == "statusValid")
+        .count();
+    let documents = Manifests::load()
+        .documents
+        .iter()
+        .filter(|(_, d)| d["kind"] != "Kustomization")
+        .count();
+    assert_eq!(
+        valid, documents,
+        "kubeconform should validate every manifest under deploy/kubernetes"
+    );
+}
+
 /// Environment variable names `windowkeeper <command> --help` documents.
 fn documented_env_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -1191,47 +1319,20 @@ fn promql_expressions() -> Vec<(String, String)> {
     out
 }
 
-/// The expression without its quoted strings (label values are not metric names).
-fn without_strings(expr: &str) -> String {
-    let mut out = String::with_capacity(expr.len());
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in expr.chars() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                    out.push(c);
-                }
-            }
-            None => {
-                if matches!(c, '"' | '\'' | '`') {
-                    quote = Some(c);
-                }
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
 
-/// Identifiers starting with `windowkeeper_` in a PromQL expression.
+/// Identifiers starting with `windowkeeper_` in a PromQL expression: a plain scan, since
+/// promtool checks the syntax but cannot list the metric names (quoted text is scanned too; no
+/// label value here is spelled like a metric).
 fn windowkeeper_metrics(expr: &str) -> BTreeSet<String> {
-    let code = without_strings(expr);
     let mut names = BTreeSet::new();
-    for (i, _) in code.match_indices("windowkeeper_") {
-        if code[..i].chars().next_back().is_some_and(is_name_char) {
+    for (i, _) in expr.match_indices("windowkeeper_") {
+        if expr[..i].chars().next_back().is_some_and(is_name_char) {
             continue;
         }
-        let name: String = code[i..].chars().take_while(|c| is_name_char(*c)).collect();
+        let name: String = expr[i..].chars().take_while(|c| is_name_char(*c)).collect();
         names.insert(name);
     }
     names
@@ -1364,6 +1465,65 @@ fn alert_rules_and_dashboard_are_well_formed() {
                 );
             }
         }
+    }
+}
+
+/// Grafana's interval variables, replaced by values of the kind Grafana puts in their place.
+const GRAFANA_INTERVALS: &[(&str, &str)] = &[
+    ("${__rate_interval}", "1m"),
+    ("$__rate_interval", "1m"),
+    ("${__interval}", "15s"),
+    ("$__interval", "15s"),
+    ("${__range}", "1h"),
+    ("$__range", "1h"),
+];
+
+#[test]
+fn alert_rules_and_dashboard_queries_pass_promtool() {
+    let promtool = tool("PROMTOOL", "promtool");
+    promtool_check_rules(
+        &promtool,
+        "deploy/prometheus/alerts.yml",
+        &deploy().join("prometheus/alerts.yml"),
+    );
+
+    // The PrometheusRule's groups, as the rule file the Prometheus Operator makes of them.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = Manifests::load();
+    let rules = manifests.of_kind("PrometheusRule");
+    assert!(
+        !rules.is_empty(),
+        "no PrometheusRule under deploy/kubernetes"
+    );
+    for rule in rules {
+        let name = text(rule, "/metadata/name", "PrometheusRule");
+        let groups = rule
+            .pointer("/spec/groups")
+            .unwrap_or_else(|| panic!("PrometheusRule {name} has no spec.groups"));
+        let path = dir.path().join(format!("prometheusrule-{name}.yml"));
+        let file = serde_json::json!({ "groups": groups });
+        std::fs::write(&path, file.to_string()).expect("write a rule file");
+        promtool_check_rules(&promtool, &format!("PrometheusRule {name}'s rules"), &path);
+    }
+
+    // Each dashboard query as the expression of a recording rule.
+    let queries: Vec<(String, String)> = promql_expressions()
+        .into_iter()
+        .filter(|(at, _)| at.starts_with("dashboard panel"))
+        .collect();
+    assert!(!queries.is_empty(), "the dashboard has no query");
+    for (i, (at, expr)) in queries.iter().enumerate() {
+        let expr = GRAFANA_INTERVALS
+            .iter()
+            .fold(expr.clone(), |e, (variable, value)| {
+                e.replace(variable, value)
+            });
+        let path = dir.path().join(format!("dashboard-query-{i}.yml"));
+        let file = serde_json::json!({
+            "groups": [{ "name": "dashboard", "rules": [{ "record": "dashboard:query", "expr": expr }] }]
+        });
+        std::fs::write(&path, file.to_string()).expect("write a rule file");
+        promtool_check_rules(&promtool, &format!("{at}'s query `{expr}`"), &path);
     }
 }
 
