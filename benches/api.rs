@@ -21,10 +21,12 @@
 //! (62-character wamid) at most an hour before the load; every 10th contact opted out of
 //! marketing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
+use common::{live_bytes, Counting};
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -41,30 +43,6 @@ use windowkeeper::tracker::Book;
 use windowkeeper::window::{
     ContactWindows, Input, Marketing, MarketingPreference, PreferenceSource, WindowConfig,
 };
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -260,7 +238,7 @@ fn in_process(contacts: u64) {
 
     // The view, filled as the feed fills it: a key allocated per record, the contact parsed
     // (here: built) and dropped once the view took what it keeps.
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     let started = Instant::now();
     let mut view = StateView::new(PARTITIONS);
     for n in 0..contacts {
@@ -269,7 +247,7 @@ fn in_process(contacts: u64) {
     for p in 0..PARTITIONS {
         view.mark_restored(p);
     }
-    let view_bytes = LIVE.load(Ordering::Relaxed) - before;
+    let view_bytes = live_bytes() - before;
     println!(
         "memory of the API's view: {:.0} bytes per contact ({:.1} MB for {} contacts; filled in {:.2} s)",
         view_bytes as f64 / view.len() as f64,
@@ -281,7 +259,7 @@ fn in_process(contacts: u64) {
     // For comparison: the tracker's own book of the same contacts (a tracker that owns every
     // partition holds both).
     if std::env::var("API_BENCH_BOOK").map_or(true, |v| v != "0") {
-        let before = LIVE.load(Ordering::Relaxed);
+        let before = live_bytes();
         let mut partitions: HashMap<i32, HashMap<ContactKey, Box<Contact>>> = HashMap::new();
         for n in 0..contacts {
             let key = key(n);
@@ -294,7 +272,7 @@ fn in_process(contacts: u64) {
         for (partition, contacts) in partitions {
             book.restore_partition(partition, contacts);
         }
-        let book_bytes = LIVE.load(Ordering::Relaxed) - before;
+        let book_bytes = live_bytes() - before;
         println!(
             "for comparison, the tracker's book of the same contacts: {:.0} bytes per contact ({} contacts)",
             book_bytes as f64 / book.contact_count() as f64,

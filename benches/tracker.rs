@@ -4,38 +4,16 @@
 //!
 //! `cargo bench --bench tracker` (1 M contacts); `CONTACTS=10000000 cargo bench --bench tracker`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
+use common::{live_bytes, Counting};
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use windowkeeper::domain::{ContactKey, UnixSeconds};
 use windowkeeper::tracker::{read_state_record, Book, Contact, Outbox};
 use windowkeeper::window::WindowConfig;
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -66,7 +44,7 @@ fn main() {
     println!("tracker bench: {contacts} contacts, {PARTITIONS} partitions");
 
     // Inbound records through the book: parse, rules, event + state encoding.
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     let mut book = Book::new(cfg.clone());
     let mut state_records: Vec<(i32, ContactKey, Vec<u8>)> = Vec::new();
     let keep_states = contacts <= 1_000_000;
@@ -107,7 +85,7 @@ fn main() {
         .iter()
         .map(|(_, k, v)| (v.capacity() + k.as_str().len() + 48) as isize)
         .sum();
-    let live = LIVE.load(Ordering::Relaxed) - before - state_bytes;
+    let live = live_bytes() - before - state_bytes;
     println!(
         "memory per tracked contact (state, key, timers, index): {:.0} bytes ({} contacts)",
         live as f64 / book.contact_count() as f64,
