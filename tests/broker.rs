@@ -138,11 +138,7 @@ async fn state_topic_compacts_and_restore_after_compaction_gives_the_same_window
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(
         types,
-        [
-            "whatsapp.window.opened",
-            "whatsapp.window.closing",
-            "whatsapp.window.closed"
-        ],
+        ONE_WINDOW,
         "one window over the crash and the compaction:\n{events:#?}\n{}",
         restarted.stderr()
     );

@@ -14,6 +14,12 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub const SECRET: &str = "test-app-secret";
+/// The event types of one window with one closing lead, in order.
+pub const ONE_WINDOW: [&str; 3] = [
+    "whatsapp.window.opened",
+    "whatsapp.window.closing",
+    "whatsapp.window.closed",
+];
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 
 pub fn free_port() -> u16 {
