@@ -4,9 +4,11 @@
 // (at most 4 MB); every messages[] / statuses[] item becomes one Kafka record (a small
 // CloudEvent keyed <phone_number_id>:<customer>, the same content as
 // bench/python-baseline/app.py), produced by franz-go with acks=all and idempotence (its
-// default), linger 2 ms, the default sticky-key partitioner (murmur2 on the key, as Kafka's
-// Java client); the request is answered 200 only after every record was acknowledged, else
-// 503. A body that is not a JSON object is answered 200 and publishes nothing (as the Python
+// default) and the default sticky-key partitioner (murmur2 on the key, as Kafka's Java
+// client); the request is answered 200 only after every record was acknowledged, else 503.
+// The linger is set to 2 ms like the Python peer's librdkafka, but franz-go's ProduceSync
+// stops lingering and drains its partitions at once, so a request alone does not wait for it;
+// records of concurrent requests still share produce requests while one is in flight. A body that is not a JSON object is answered 200 and publishes nothing (as the Python
 // peer). There is no GET handshake: the Python peer has none either.
 //
 // Usage: go-peer --listen 127.0.0.1:PORT --brokers 127.0.0.1:PORT --topic T --secret S
