@@ -8,7 +8,9 @@
 // client); the request is answered 200 only after every record was acknowledged, else 503.
 // The linger is set to 2 ms like the Python peer's librdkafka, but franz-go's ProduceSync
 // stops lingering and drains its partitions at once, so a request alone does not wait for it;
-// records of concurrent requests still share produce requests while one is in flight. A body that is not a JSON object is answered 200 and publishes nothing (as the Python
+// records of concurrent requests mostly share batches when they arrive while produce requests
+// are outstanding (up to 5 per broker with idempotence). A body that is not a JSON object is
+// answered 200 and publishes nothing (as the Python
 // peer). There is no GET handshake: the Python peer has none either.
 //
 // Usage: go-peer --listen 127.0.0.1:PORT --brokers 127.0.0.1:PORT --topic T --secret S
