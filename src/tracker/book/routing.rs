@@ -31,7 +31,6 @@ impl Book {
         if superseded {
             return;
         }
-        let cfg_until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
         let partition_map = self.partitions.entry(partition).or_default();
         let previous = *partition_map.take(key).unwrap_or_default();
         let moved = MovedState {
@@ -42,20 +41,9 @@ impl Book {
             marketing: previous.marketing,
         };
         let id = format!("{}:moved:{}", key.as_str(), to.as_str());
-        out.routed.push((
-            to.clone(),
-            routing_record(&to, TYPE_MOVED, &id, now, &moved),
-        ));
+        send_moved(&to, &id, &moved, now, out);
         // Stragglers still addressed to the old id (reordered messages, statuses) follow.
-        let stub = Contact {
-            alias: Some(Box::new(Alias {
-                target: to,
-                until: cfg_until,
-                changed_at: at,
-            })),
-            ..Contact::default()
-        };
-        self.store(partition, key, Box::new(stub), now, out);
+        self.leave_forwarding_stub(partition, key, to, at, now, out);
     }
 
     /// State of the same customer under an old key arrives: merged here, or sent on when this
@@ -87,10 +75,7 @@ impl Book {
                 target.as_str(),
                 moved.changed_at.map_or(0, |at| at.0)
             );
-            out.routed.push((
-                target.clone(),
-                routing_record(&target, TYPE_MOVED, &id, now, &moved),
-            ));
+            send_moved(&target, &id, &moved, now, out);
             return;
         }
         let cfg = Arc::clone(&self.cfg);
@@ -118,7 +103,6 @@ impl Book {
         if &target == key {
             return;
         }
-        let until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
         let partition_map = self.partitions.entry(partition).or_default();
         let previous = *partition_map.take(key).unwrap_or_default();
         // Windows kept under the phone number before a BSUID was known join the BSUID's.
@@ -131,21 +115,47 @@ impl Book {
                 marketing: previous.marketing,
             };
             let id = format!("{}:moved:{}", key.as_str(), target.as_str());
-            out.routed.push((
-                target.clone(),
-                routing_record(&target, TYPE_MOVED, &id, now, &moved),
-            ));
+            send_moved(&target, &id, &moved, now, out);
         }
+        self.leave_forwarding_stub(partition, key, target, None, now, out);
+    }
+
+    /// Keeps only an alias under `key`: inputs for it go to `target` for one CSW plus one FEP
+    /// length, as long as anything addressed to the old key could still matter.
+    fn leave_forwarding_stub(
+        &mut self,
+        partition: i32,
+        key: &ContactKey,
+        target: ContactKey,
+        changed_at: Option<UnixSeconds>,
+        now: UnixSeconds,
+        out: &mut Outbox,
+    ) {
+        let until = now.plus(self.cfg.service_window_secs + self.cfg.free_entry_window_secs);
         let stub = Contact {
             alias: Some(Box::new(Alias {
                 target,
                 until,
-                changed_at: None,
+                changed_at,
             })),
             ..Contact::default()
         };
         self.store(partition, key, Box::new(stub), now, out);
     }
+}
+
+/// Routes a contact's state to `target`'s key through the inbound topic.
+fn send_moved(
+    target: &ContactKey,
+    id: &str,
+    moved: &MovedState,
+    now: UnixSeconds,
+    out: &mut Outbox,
+) {
+    out.routed.push((
+        target.clone(),
+        routing_record(target, TYPE_MOVED, id, now, moved),
+    ));
 }
 
 /// A BSUID contact that shows a phone number tells that number's key to route here, so
