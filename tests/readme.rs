@@ -57,18 +57,7 @@ fn every_event_example_matches_its_schema() {
         windowkeeper::api::pricing::PricingRules::parse(&rules.to_string())
             .unwrap_or_else(|e| panic!("README pricing rules example: {e}"));
     }
-    for example in examples {
-        let event_type = example["type"].as_str().expect("type");
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("schemas")
-            .join(format!("{event_type}.json"));
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema"))
-            .expect("schema json");
-        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-        if let Err(error) = validator.validate(example) {
-            panic!("README example of {event_type} does not match its schema: {error}");
-        }
-    }
+    common::validate_events(examples);
 }
 
 #[test]

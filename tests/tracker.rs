@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -49,23 +48,6 @@ fn count_closed(records: &[Record], subject: &str) -> usize {
         .iter()
         .filter(|e| e["subject"] == subject && e["type"] == "whatsapp.window.closed")
         .count()
-}
-
-fn validate_all(events: &[Value]) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let mut validators = HashMap::new();
-    for event in events {
-        let event_type = event["type"].as_str().expect("type").to_owned();
-        let validator = validators.entry(event_type.clone()).or_insert_with(|| {
-            let text = std::fs::read_to_string(dir.join(format!("{event_type}.json")))
-                .unwrap_or_else(|e| panic!("schema for {event_type}: {e}"));
-            let schema: Value = serde_json::from_str(&text).expect("schema JSON");
-            jsonschema::validator_for(&schema).expect("valid schema")
-        });
-        if let Err(error) = validator.validate(event) {
-            panic!("{event_type} does not match its schema: {error}\n{event:#}");
-        }
-    }
 }
 
 /// `windowkeeper run` with `options`, once Sheena's customer service window has opened at
@@ -144,7 +126,7 @@ async fn window_opens_warns_and_closes_on_time() {
         closed["time"],
         windowkeeper::domain::UnixSeconds(sent_at + 6).to_rfc3339()
     );
-    validate_all(&events);
+    validate_events(&events);
 
     // Stdout of `run` carries every event as one JSON line.
     let printed: Vec<Value> = app
@@ -168,7 +150,7 @@ async fn window_opens_warns_and_closes_on_time() {
         .map(Record::json)
         .collect();
     assert!(!state_events.is_empty());
-    validate_all(&state_events);
+    validate_events(&state_events);
     app.stop_cleanly(Duration::from_secs(30));
 }
 
@@ -439,7 +421,7 @@ async fn meta_correction_and_free_entry_point() {
         offer_closed["data"]["expires_at"],
         windowkeeper::domain::UnixSeconds(at + 2).to_rfc3339()
     );
-    validate_all(&events);
+    validate_events(&events);
 }
 
 /// The customer's BSUID changes: the open window follows to the new id and closes there once.

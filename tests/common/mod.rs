@@ -749,3 +749,22 @@ impl OpenApi {
         }
     }
 }
+
+/// Validates CloudEvents against their JSON Schemas in `schemas/` (`<type>.json`), each schema
+/// compiled once; panics with the first event that does not match.
+pub fn validate_events<'a>(events: impl IntoIterator<Item = &'a serde_json::Value>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let mut validators: HashMap<String, jsonschema::Validator> = HashMap::new();
+    for event in events {
+        let event_type = event["type"].as_str().expect("type").to_owned();
+        let validator = validators.entry(event_type.clone()).or_insert_with(|| {
+            let text = std::fs::read_to_string(dir.join(format!("{event_type}.json")))
+                .unwrap_or_else(|e| panic!("schema for {event_type}: {e}"));
+            let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+            jsonschema::validator_for(&schema).expect("valid schema")
+        });
+        if let Err(error) = validator.validate(event) {
+            panic!("{event_type} does not match its schema: {error}\n{event:#}");
+        }
+    }
+}
