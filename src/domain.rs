@@ -173,6 +173,18 @@ impl ContactKey {
         &self.0
     }
 
+    /// For a BSUID's key, the key of a phone number the contact was seen with,
+    /// `<phone_number_id>:<wa_id>`: where inputs naming only that number arrive and are sent
+    /// on to the BSUID. `None` for any other key.
+    pub fn phone_alias(&self, wa_id: &WaId) -> Option<Self> {
+        match self.split()? {
+            (pnid, CustomerId::User(_)) => {
+                Some(Self::from_raw(&format!("{pnid}:{}", wa_id.as_str())))
+            }
+            _ => None,
+        }
+    }
+
     /// `<phone_number_id>:<customer>` split in two; `None` for keys of another shape
     /// (`waba:<id>`, which [`Self::for_account`] makes, has no customer).
     pub fn split(&self) -> Option<(&str, CustomerId)> {

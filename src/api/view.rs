@@ -65,16 +65,6 @@ impl Entry {
     }
 }
 
-/// `<phone_number_id>:<wa_id>` for a BSUID's key that showed that phone number.
-fn phone_key(key: &ContactKey, wa_id: Option<&WaId>) -> Option<ContactKey> {
-    match (key.split(), wa_id) {
-        (Some((pnid, CustomerId::User(_))), Some(wa_id)) => {
-            Some(ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str())))
-        }
-        _ => None,
-    }
-}
-
 /// The state of one partition of the view is not read to its end yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotRestored {
@@ -125,7 +115,11 @@ impl StateView {
     pub fn upsert(&mut self, key: ContactKey, contact: &Contact) {
         self.forget_phone_of(&key);
         let entry = Entry::from_contact(contact);
-        if let Some(phone_key) = phone_key(&key, entry.wa_id.as_ref()) {
+        if let Some(phone_key) = entry
+            .wa_id
+            .as_ref()
+            .and_then(|wa_id| key.phone_alias(wa_id))
+        {
             self.by_phone.insert(phone_key, key.clone());
         }
         self.entries.insert(key, entry);
@@ -141,7 +135,11 @@ impl StateView {
         let Some(previous) = self.entries.get(key) else {
             return;
         };
-        let Some(phone_key) = phone_key(key, previous.wa_id.as_ref()) else {
+        let Some(phone_key) = previous
+            .wa_id
+            .as_ref()
+            .and_then(|wa_id| key.phone_alias(wa_id))
+        else {
             return;
         };
         if self.by_phone.get(&phone_key) == Some(key) {

@@ -25,7 +25,7 @@ use super::records::{
     marketing_event, marketing_event_id, routing_record, state_record, window_event,
     window_event_id, Alias, Contact, TYPE_MARKETING_CHANGED,
 };
-use crate::domain::{ContactKey, CustomerId, UnixSeconds, WaId};
+use crate::domain::{ContactKey, UnixSeconds, WaId};
 use crate::window::marketing::effective;
 use crate::window::sanity::{self, Implausible};
 use crate::window::{

@@ -169,15 +169,14 @@ pub(super) fn remember_phone_number(
     now: UnixSeconds,
     routed: &mut Vec<(ContactKey, Vec<u8>)>,
 ) {
-    let Some((pnid, CustomerId::User(_))) = key.split() else {
+    let Some(wa_id) = wa_id else { return };
+    let Some(alias_key) = key.phone_alias(&wa_id) else {
         return;
     };
-    let Some(wa_id) = wa_id else { return };
     let changed = contact.wa_id.as_ref() != Some(&wa_id);
     if !changed && !window_opened {
         return;
     }
-    let alias_key = ContactKey::from_raw(&format!("{pnid}:{}", wa_id.as_str()));
     let id = format!("{}:alias:{}:{}", alias_key.as_str(), key.as_str(), now.0);
     routed.push((
         alias_key.clone(),
