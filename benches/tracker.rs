@@ -52,20 +52,18 @@ fn main() {
     let mut events = 0usize;
     for n in 0..contacts {
         let record = inbound(n, T0 + (n % 3600) as i64);
-        let value: serde_json::Value = match serde_json::from_slice(&record) {
-            Ok(value) => value,
-            Err(error) => panic!("bench record: {error}"),
-        };
         let mut out = Outbox::default();
         let partition = (n % PARTITIONS as usize) as i32;
-        book.apply_record(
+        if let Err(error) = book.apply_record(
             partition,
             &key(n),
-            value,
+            &record,
             UnixSeconds(T0 + 3600),
             UnixSeconds(T0 + 3600),
             &mut out,
-        );
+        ) {
+            panic!("bench record: {error:?}");
+        }
         events += out.events.len();
         if keep_states {
             for (p, k, v) in out.states {

@@ -7,6 +7,11 @@ use windowkeeper::app::{self, Plan, StartError};
 use windowkeeper::config::{Cli, Command, SignArgs};
 use windowkeeper::embedded::EmbeddedBroker;
 
+/// Small allocations by the million (records, keys, JSON): mimalloc serves them in a fraction
+/// of glibc's time and without its fragmentation stalls.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.
     let cli = Cli::parse();

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use futures_util::future::try_join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::cloudevent::CONTENT_TYPE;
 use crate::config::KafkaSettings;
@@ -22,6 +20,9 @@ pub struct Publisher {
     settings: KafkaSettings,
     current: std::sync::Mutex<(FutureProducer, std::time::Instant)>,
 }
+
+/// How long a producer whose queue is full is left to send before it is offered more.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
 /// Least time between two producer replacements.
 const REPLACE_AFTER: Duration = Duration::from_secs(2);
@@ -137,15 +138,47 @@ pub async fn publish_all(
     records: &[OutboundRecord<'_>],
     timeout: Duration,
 ) -> Result<(), PublishError> {
-    let sends = records.iter().map(|record| async move {
-        producer
-            .send(record.to_future_record(), Timeout::After(timeout))
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| PublishError::Refused(error))
-    });
-    match tokio::time::timeout(timeout, try_join_all(sends)).await {
-        Ok(result) => result.map(|_| ()),
-        Err(_) => Err(PublishError::TimedOut(timeout)),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let deliveries = enqueue_all(producer, records, deadline, timeout).await?;
+    // In order: each wait is for the oldest record not yet acknowledged, so a batch costs one
+    // pass over its deliveries rather than a poll of every pending future per wake-up.
+    for delivery in deliveries {
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err((error, _)))) => return Err(PublishError::Refused(error)),
+            Ok(Err(_)) => return Err(PublishError::Refused(KafkaError::Canceled)),
+            Err(_) => return Err(PublishError::TimedOut(timeout)),
+        }
     }
+    Ok(())
+}
+
+/// Hands every record to the producer's queue, in order, waiting while the queue is full;
+/// returns their deliveries. A transaction needs no more: committing it waits for every
+/// record and fails if any failed.
+pub async fn enqueue_all(
+    producer: &FutureProducer,
+    records: &[OutboundRecord<'_>],
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Vec<DeliveryFuture>, PublishError> {
+    let mut deliveries = Vec::with_capacity(records.len());
+    for record in records {
+        loop {
+            match producer.send_result(record.to_future_record()) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(PublishError::TimedOut(timeout));
+                    }
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((error, _)) => return Err(PublishError::Refused(error)),
+            }
+        }
+    }
+    Ok(deliveries)
 }

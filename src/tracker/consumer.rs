@@ -60,26 +60,21 @@ pub(super) struct Inbound {
     pub(super) partition: i32,
     pub(super) offset: i64,
     pub(super) key: Option<ContactKey>,
-    pub(super) value: Option<serde_json::Value>,
-    /// It had a value that is not JSON this tracker can read.
-    pub(super) undecodable: bool,
+    /// As written: decoded in one pass when it is applied.
+    pub(super) value: Option<Vec<u8>>,
     pub(super) arrival: Option<UnixSeconds>,
     /// Its partition's assignment epoch when the record was returned.
     pub(super) epoch: u64,
 }
 
 pub(super) fn detach(message: &rdkafka::message::BorrowedMessage<'_>, epoch: u64) -> Inbound {
-    let parsed = message
-        .payload()
-        .map(serde_json::from_slice::<serde_json::Value>);
     Inbound {
         partition: message.partition(),
         offset: message.offset(),
         key: message
             .key()
             .map(|k| ContactKey::from_raw(&String::from_utf8_lossy(k))),
-        undecodable: matches!(parsed, Some(Err(_))),
-        value: parsed.and_then(Result::ok),
+        value: message.payload().map(<[u8]>::to_vec),
         arrival: message
             .timestamp()
             .to_millis()

@@ -218,7 +218,24 @@ impl Tracker {
                     self.book
                         .tick_partition(record.partition, clock, &mut outbox);
                 }
-                if record.undecodable {
+                let Some(value) = record.value else {
+                    continue;
+                };
+                // Only a record without a timestamp (pre-0.10 format) falls back to our clock.
+                let now = clock.unwrap_or(wall);
+                let arrival = record.arrival.unwrap_or(now).min(now);
+                let applied = match &record.key {
+                    Some(key) => self.book.apply_record(
+                        record.partition,
+                        key,
+                        &value,
+                        arrival,
+                        now,
+                        &mut outbox,
+                    ),
+                    None => input::check_json(&value),
+                };
+                if applied.is_err() {
                     Unusable::UndecodableRecord {
                         partition: record.partition,
                         offset: record.offset,
@@ -226,14 +243,6 @@ impl Tracker {
                     }
                     .emit(&self.metrics);
                 }
-                let (Some(key), Some(value)) = (record.key, record.value) else {
-                    continue;
-                };
-                // Only a record without a timestamp (pre-0.10 format) falls back to our clock.
-                let now = clock.unwrap_or(wall);
-                let arrival = record.arrival.unwrap_or(now).min(now);
-                self.book
-                    .apply_record(record.partition, &key, value, arrival, now, &mut outbox);
             }
             for (contact, record_type) in outbox.unreadable.drain(..) {
                 Unusable::UnreadableRouting {

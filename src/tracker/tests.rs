@@ -56,30 +56,37 @@ fn routed(out: &Outbox, event_type: &str) -> Vec<(ContactKey, Value)> {
 /// One inbound record that reached the receiver at `at` and is processed at once.
 fn feed(book: &mut Book, key: &ContactKey, value: Value, at: i64) -> Outbox {
     let mut out = Outbox::default();
+    apply(book, key, value, at, &mut out);
+    out
+}
+
+/// One record applied as Kafka would hand it over: its value's bytes.
+fn apply(book: &mut Book, key: &ContactKey, value: Value, at: i64, out: &mut Outbox) {
+    let bytes = serde_json::to_vec(&value).expect("JSON");
     book.apply_record(
         PARTITION,
         key,
-        value,
+        &bytes,
         UnixSeconds(at),
         UnixSeconds(at),
-        &mut out,
-    );
-    out
+        out,
+    )
+    .expect("decodable");
 }
 
 /// Feeds every routed record back in, as Kafka would deliver it to the key's partition.
 fn deliver_routed(book: &mut Book, out: Outbox, now: i64) -> Outbox {
     let mut next = Outbox::default();
     for (target, payload) in out.routed {
-        let value: Value = serde_json::from_slice(&payload).expect("routed JSON");
         book.apply_record(
             PARTITION,
             &target,
-            value,
+            &payload,
             UnixSeconds(now),
             UnixSeconds(now),
             &mut next,
-        );
+        )
+        .expect("routed JSON");
     }
     next
 }
@@ -92,11 +99,12 @@ fn a_message_opens_a_window_writes_state_and_aliases_the_phone_number() {
     book.apply_record(
         PARTITION,
         &bsuid,
-        message(T0, "wamid.A", false),
+        &serde_json::to_vec(&message(T0, "wamid.A", false)).expect("JSON"),
         UnixSeconds(T0),
         UnixSeconds(T0),
         &mut out,
-    );
+    )
+    .expect("decodable");
     assert_eq!(event_types(&out), ["opened"]);
     let aliases = routed(&out, TYPE_ALIAS);
     assert_eq!(aliases.len(), 1);
@@ -226,11 +234,12 @@ fn a_dropped_partition_is_forgotten() {
     book.apply_record(
         3,
         &bsuid,
-        message(T0, "wamid.A", false),
+        &serde_json::to_vec(&message(T0, "wamid.A", false)).expect("JSON"),
         UnixSeconds(T0),
         UnixSeconds(T0),
         &mut out,
-    );
+    )
+    .expect("decodable");
     assert_eq!(book.contact_count(), 1);
     book.drop_partition(3);
     assert_eq!(book.contact_count(), 0);
@@ -249,11 +258,12 @@ fn late_arrival_is_judged_by_when_the_receiver_took_it() {
     book.apply_record(
         PARTITION,
         &bsuid,
-        message(T0, "wamid.A", false),
+        &serde_json::to_vec(&message(T0, "wamid.A", false)).expect("JSON"),
         UnixSeconds(T0 + 1),
         UnixSeconds(T0 + 600),
         &mut out,
-    );
+    )
+    .expect("decodable");
     assert_eq!(event_types(&out), ["opened", "closed"]);
     // Received after its window would have ended: opens nothing.
     let out = feed(

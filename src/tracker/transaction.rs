@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::TopicPartitionList;
 
 use crate::config::KafkaSettings;
-use crate::kafka::{publish_all, transactional_producer, OutboundRecord, PublishError};
+use crate::kafka::{enqueue_all, transactional_producer, OutboundRecord, PublishError};
 
 /// A coordinator that takes longer than this to answer is treated as a failed transaction.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,7 +73,10 @@ impl Transactions {
             .begin_transaction()
             .map_err(|e| self.classify(e))?;
         let timeout = self.settings.publish_timeout;
-        if let Err(error) = publish_all(&self.producer, records, timeout).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Deliveries are not awaited one by one: the commit below waits for every record, and
+        // fails (the transaction is then aborted) if any of them failed.
+        if let Err(error) = enqueue_all(&self.producer, records, deadline, timeout).await {
             let reason = match error {
                 PublishError::Refused(e) if is_fatal(&e) => return Err(self.classify(e)),
                 other => other.to_string(),

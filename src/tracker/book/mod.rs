@@ -15,11 +15,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::input::{
-    decode, AliasData, ForwardedData, MovedState, Statement, TrackerInput, MAX_FORWARD_HOPS,
-    TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED,
+    decode, AliasData, ForwardedData, MovedState, NotJson, Statement, TrackerInput,
+    MAX_FORWARD_HOPS, TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED,
 };
 use super::records::{
     marketing_event, marketing_event_id, routing_record, state_record, window_event,
@@ -193,17 +191,18 @@ impl Book {
 
     /// One inbound record. `arrival` is when the receiver took it (the record's timestamp):
     /// it decides lateness, so a tracker catching up after downtime judges messages by when
-    /// they reached us, not by when it got round to them.
+    /// they reached us, not by when it got round to them. A value that is not JSON is left
+    /// for the caller to report, with the record's place in the log.
     pub fn apply_record(
         &mut self,
         partition: i32,
         key: &ContactKey,
-        value: Value,
+        value: &[u8],
         arrival: UnixSeconds,
         now: UnixSeconds,
         out: &mut Outbox,
-    ) {
-        self.apply_value(partition, key, value, 0, arrival, now, out);
+    ) -> Result<(), NotJson> {
+        self.apply_value(partition, key, value, 0, arrival, now, out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -211,19 +210,17 @@ impl Book {
         &mut self,
         partition: i32,
         key: &ContactKey,
-        value: Value,
+        value: &[u8],
         hops: u8,
         arrival: UnixSeconds,
         now: UnixSeconds,
         out: &mut Outbox,
-    ) {
+    ) -> Result<(), NotJson> {
         let alias_target = self
             .contact(partition, key)
             .and_then(|c| c.alias_target(now))
             .cloned();
-        // Only an aliased key needs the original again, to pass it on untouched.
-        let original = alias_target.as_ref().map(|_| value.clone());
-        match decode(value, &self.cfg) {
+        match decode(value, &self.cfg)? {
             TrackerInput::Ignored => {}
             TrackerInput::Unreadable(record_type) => {
                 out.unreadable.push((key.clone(), record_type))
@@ -234,20 +231,29 @@ impl Book {
                     // Counted and logged once by the tracker, like any record it cannot use.
                     out.unreadable
                         .push((key.clone(), "windowkeeper.contact.forwarded (routing loop)"));
-                    return;
+                    return Ok(());
                 }
-                self.apply_value(partition, key, *event, hops, arrival, now, out);
+                return self.apply_value(
+                    partition,
+                    key,
+                    event.get().as_bytes(),
+                    hops,
+                    arrival,
+                    now,
+                    out,
+                );
             }
             TrackerInput::Rules { .. } if alias_target.is_some() => {
-                if let (Some(target), Some(original)) = (alias_target, original) {
-                    forward(&target, original, hops, now, out);
+                // Passed on untouched, as it was written.
+                if let Some(target) = alias_target {
+                    forward(&target, value, hops, now, out);
                 }
             }
             TrackerInput::Rules { input, wa_id } => {
                 // Never applied, so the contact's later items are judged as if it never came.
                 if let Err(implausible) = sanity::check(input.at(), arrival) {
                     out.rejected.push((key.clone(), implausible));
-                    return;
+                    return Ok(());
                 }
                 let cfg = Arc::clone(&self.cfg);
                 self.change(partition, key, now, out, |contact, events, routed| {
@@ -273,6 +279,7 @@ impl Book {
             TrackerInput::Moved(moved) => self.moved_here(partition, key, moved, now, out),
             TrackerInput::Alias { target } => self.alias_to(partition, key, target, now, out),
         }
+        Ok(())
     }
 
     /// Runs `update` on a contact and writes whatever changed: events, routed records, state.

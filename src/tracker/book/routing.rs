@@ -195,13 +195,16 @@ pub(super) fn remember_phone_number(
 
 pub(super) fn forward(
     target: &ContactKey,
-    event: Value,
+    event: &[u8],
     hops: u8,
     now: UnixSeconds,
     out: &mut Outbox,
 ) {
-    let id_source = serde_json::to_string(&event).unwrap_or_default();
-    let id = format!("{}:forwarded:{}", target.as_str(), short_hash(&id_source));
+    // Decoded before it came here, so it is JSON.
+    let Ok(event) = serde_json::from_slice::<&serde_json::value::RawValue>(event) else {
+        return;
+    };
+    let id = format!("{}:forwarded:{}", target.as_str(), short_hash(event.get()));
     let data = ForwardedData {
         hops: hops.saturating_add(1),
         event,

@@ -2,7 +2,11 @@
 //! Decoding is lenient: an item the rules don't care about, or can't read, is `Ignored`, never
 //! an error that would stall a partition.
 
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::domain::{customer_placed_call, ContactKey, MessageId, UnixSeconds, WaId};
@@ -68,8 +72,8 @@ pub enum TrackerInput {
     Moved(MovedState),
     /// Inputs for this (wa_id) key belong to `target` (the BSUID key).
     Alias { target: ContactKey },
-    /// An inbound event re-routed from an aliased key.
-    Forwarded { event: Box<Value>, hops: u8 },
+    /// An inbound event re-routed from an aliased key, as it was written.
+    Forwarded { event: Box<RawValue>, hops: u8 },
     /// Nothing the windows care about.
     Ignored,
     /// An item whose timestamp is not a whole number of seconds: never applied, counted.
@@ -99,87 +103,158 @@ pub struct AliasData {
     pub target: ContactKey,
 }
 
+/// A re-routed inbound event. The event travels as it was written, so its new owner reads
+/// exactly what the receiver wrote.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ForwardedData {
+pub struct ForwardedData<'a> {
     pub hops: u8,
-    pub event: Value,
+    #[serde(borrow)]
+    pub event: &'a RawValue,
 }
 
+/// The envelope, read in one pass over the record: `data` is only delimited here, and read
+/// into the type its `type` names.
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(default)]
-    data: Value,
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
-struct Data {
-    #[serde(default)]
-    phone_number_id: Option<String>,
-    #[serde(default)]
-    display_phone_number: Option<String>,
-    #[serde(default)]
-    wa_id: Option<String>,
-    #[serde(default)]
-    message: Option<Value>,
-    #[serde(default)]
-    status: Option<Value>,
-    #[serde(default)]
-    call: Option<Value>,
-    #[serde(default)]
-    user_id_update: Option<Value>,
+struct Data<'a> {
+    #[serde(default, borrow)]
+    phone_number_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    display_phone_number: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    wa_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<Item<'a>>,
+    #[serde(default, borrow)]
+    status: Option<Item<'a>>,
+    #[serde(default, borrow)]
+    call: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    user_id_update: Option<&'a RawValue>,
     /// The webhook field of a pass-through item, and the item itself.
-    #[serde(default)]
-    field: Option<String>,
-    #[serde(default)]
-    value: Option<Value>,
+    #[serde(default, borrow)]
+    field: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
 }
 
-/// Decodes one inbound CloudEvent (already parsed JSON).
-pub fn decode(event: Value, cfg: &WindowConfig) -> TrackerInput {
-    let Ok(envelope) = serde_json::from_value::<Envelope>(event) else {
-        return TrackerInput::Ignored;
+/// A message or status item: the fields the rules read, each kept as written so that a field
+/// of an unexpected type only goes unread, as with any JSON value, and never fails the item.
+#[derive(Deserialize, Default)]
+struct Item<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(default, rename = "type", borrow)]
+    item_type: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    referral: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    system: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pricing: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    conversation: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    errors: Option<&'a RawValue>,
+}
+
+/// The record's value is not JSON.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotJson;
+
+/// Decodes one inbound record's value, a CloudEvent, in one pass: no tree of the whole record
+/// is built, only the fields the rules read.
+pub fn decode<'a>(value: &'a [u8], cfg: &WindowConfig) -> Result<TrackerInput, NotJson> {
+    let envelope = match serde_json::from_slice::<Envelope<'a>>(value) {
+        Ok(envelope) => envelope,
+        // JSON of another shape is not ours to judge; only what is not JSON at all is unusable.
+        Err(_) => return check_json(value).map(|()| TrackerInput::Ignored),
     };
-    match envelope.event_type.as_str() {
-        TYPE_MOVED => serde_json::from_value(envelope.data)
+    let data = envelope.data.map_or("null", RawValue::get);
+    Ok(match envelope.event_type.as_ref() {
+        TYPE_MOVED => serde_json::from_str(data)
             .map_or(TrackerInput::Unreadable(TYPE_MOVED), TrackerInput::Moved),
-        TYPE_ALIAS => serde_json::from_value::<AliasData>(envelope.data)
+        TYPE_ALIAS => serde_json::from_str::<AliasData>(data)
             .map_or(TrackerInput::Unreadable(TYPE_ALIAS), |a| {
                 TrackerInput::Alias { target: a.target }
             }),
-        TYPE_FORWARDED => serde_json::from_value::<ForwardedData>(envelope.data).map_or(
+        TYPE_FORWARDED => serde_json::from_str::<ForwardedData>(data).map_or(
             TrackerInput::Unreadable(TYPE_FORWARDED),
             |f| TrackerInput::Forwarded {
-                event: Box::new(f.event),
+                event: f.event.to_owned(),
                 hops: f.hops,
             },
         ),
         other => match InboundType::parse(other) {
             Some(inbound) => {
-                let data: Data = serde_json::from_value(envelope.data).unwrap_or_default();
+                let data: Data = serde_json::from_str(data).unwrap_or_default();
                 decode_inbound(inbound, data, cfg)
             }
             // A type from a newer producer, or another tool's record: not ours to judge.
             None => TrackerInput::Ignored,
         },
+    })
+}
+
+/// A record without a key is not applied; only a value that is not JSON is worth reporting.
+pub(super) fn check_json(value: &[u8]) -> Result<(), NotJson> {
+    serde_json::from_slice::<IgnoredAny>(value)
+        .map(|_| ())
+        .map_err(|_| NotJson)
+}
+
+/// A JSON value read whole; only for the rare items (calls, user id updates, preferences).
+fn tree(raw: Option<&RawValue>) -> Option<Value> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+/// A field that is a JSON string; any other type reads as absent.
+fn text<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+/// Meta's timestamp field, as [`UnixSeconds::parse_meta`] reads it.
+fn stamp(raw: Option<&RawValue>) -> Option<UnixSeconds> {
+    let raw = raw?.get();
+    if raw.starts_with('"') {
+        return serde_json::from_str::<Cow<str>>(raw)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(UnixSeconds);
     }
+    serde_json::from_str::<Value>(raw)
+        .ok()
+        .and_then(|v| UnixSeconds::parse_meta(&v))
 }
 
 fn decode_inbound(event_type: InboundType, data: Data, cfg: &WindowConfig) -> TrackerInput {
     let preference = data.field.as_deref() == Some("user_preferences");
-    let item = match event_type {
-        InboundType::MessageReceived => data.message.as_ref(),
-        InboundType::CallReceived => data.call.as_ref(),
-        InboundType::StatusUpdated => data.status.as_ref(),
-        InboundType::ChangeOther if preference => data
-            .value
-            .as_ref()
+    let call = tree(data.call);
+    let preference_item = match event_type {
+        InboundType::ChangeOther if preference => tree(data.value)
             .filter(|v| v.get("category").and_then(Value::as_str) == Some(MARKETING_CATEGORY)),
         _ => None,
     };
     // Milliseconds, fractions, text: nothing a window could be judged by.
-    if item.is_some_and(|item| timestamp(item).is_none()) {
+    let unreadable_time = match event_type {
+        InboundType::MessageReceived => data.message.as_ref().map(|m| stamp(m.timestamp)),
+        InboundType::StatusUpdated => data.status.as_ref().map(|s| stamp(s.timestamp)),
+        InboundType::CallReceived => call.as_ref().map(timestamp),
+        InboundType::ChangeOther => preference_item.as_ref().map(timestamp),
+        _ => None,
+    };
+    if unreadable_time.is_some_and(|at| at.is_none()) {
         return TrackerInput::Rejected(Implausible::Unreadable);
     }
     let wa_id = data.wa_id.as_deref().map(WaId::new);
@@ -194,38 +269,37 @@ fn decode_inbound(event_type: InboundType, data: Data, cfg: &WindowConfig) -> Tr
                 return TrackerInput::Ignored;
             };
             if let Some(new_user_id) = changed_user_id(&message) {
-                let at = timestamp(&message);
-                return moved_to(data.phone_number_id.as_deref(), new_user_id, wa_id, at);
+                let at = stamp(message.timestamp);
+                return moved_to(data.phone_number_id.as_deref(), &new_user_id, wa_id, at);
             }
             rules(window(customer_message(&message, cfg)), wa_id)
         }
         InboundType::CallReceived => rules(
             window(
-                data.call
-                    .as_ref()
+                call.as_ref()
                     .and_then(|call| user_call(call, data.display_phone_number.as_deref())),
             ),
             wa_id,
         ),
         InboundType::StatusUpdated => rules(data.status.as_ref().and_then(business_status), wa_id),
-        InboundType::ChangeOther if preference => {
-            rules(data.value.as_ref().and_then(marketing_preference), wa_id)
-        }
+        InboundType::ChangeOther if preference => rules(
+            preference_item.as_ref().and_then(marketing_preference),
+            wa_id,
+        ),
         InboundType::ContactUserIdChanged => {
-            let current = data
-                .user_id_update
+            let update = tree(data.user_id_update);
+            let current = update
                 .as_ref()
                 .and_then(|u| u.pointer("/user_id/current"))
                 .and_then(Value::as_str);
             match current {
                 Some(current) => {
-                    let update_wa_id = data
-                        .user_id_update
+                    let update_wa_id = update
                         .as_ref()
                         .and_then(|u| u.get("wa_id"))
                         .and_then(Value::as_str)
                         .map(WaId::new);
-                    let at = data.user_id_update.as_ref().and_then(timestamp);
+                    let at = update.as_ref().and_then(timestamp);
                     moved_to(
                         data.phone_number_id.as_deref(),
                         current,
@@ -265,26 +339,32 @@ fn item_id(item: &Value) -> Option<MessageId> {
 }
 
 /// `system` messages of type `user_changed_user_id` carry the new BSUID.
-fn changed_user_id(message: &Value) -> Option<&str> {
-    let system = message.get("system")?;
-    (message.get("type").and_then(Value::as_str) == Some("system")
-        && system.get("type").and_then(Value::as_str) == Some("user_changed_user_id"))
-    .then(|| system.get("user_id").and_then(Value::as_str))
-    .flatten()
+fn changed_user_id<'a>(message: &Item<'a>) -> Option<Cow<'a, str>> {
+    #[derive(Deserialize)]
+    struct System<'a> {
+        #[serde(default, rename = "type", borrow)]
+        system_type: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        user_id: Option<&'a RawValue>,
+    }
+    if text(message.item_type).as_deref() != Some("system") {
+        return None;
+    }
+    let system: System<'a> = serde_json::from_str(message.system?.get()).ok()?;
+    (text(system.system_type).as_deref() == Some("user_changed_user_id"))
+        .then(|| text(system.user_id))
+        .flatten()
 }
 
-fn customer_message(message: &Value, cfg: &WindowConfig) -> Option<Input> {
-    let message_type = message
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
-    if !message_opens_window(message_type, cfg) {
+fn customer_message(message: &Item<'_>, cfg: &WindowConfig) -> Option<Input> {
+    let message_type = text(message.item_type);
+    if !message_opens_window(message_type.as_deref().unwrap_or("unknown"), cfg) {
         return None;
     }
     Some(Input::CustomerMessage {
-        id: item_id(message)?,
-        at: timestamp(message)?,
-        referral: message.get("referral").is_some_and(Value::is_object),
+        id: text(message.id).map(MessageId::new)?,
+        at: stamp(message.timestamp)?,
+        referral: message.referral.is_some_and(|r| r.get().starts_with('{')),
     })
 }
 
@@ -305,24 +385,28 @@ fn user_call(call: &Value, business_number: Option<&str>) -> Option<Input> {
     })
 }
 
-fn business_status(status: &Value) -> Option<Statement> {
-    let at = timestamp(status)?;
-    match status.get("status").and_then(Value::as_str)? {
+fn business_status(status: &Item<'_>) -> Option<Statement> {
+    let at = stamp(status.timestamp)?;
+    match text(status.status)?.as_ref() {
         "sent" => {
-            let free_entry =
-                status.pointer("/pricing/type").and_then(Value::as_str) == Some("free_entry_point");
+            let free_entry = tree(status.pricing)
+                .is_some_and(|p| p.get("type").and_then(Value::as_str) == Some("free_entry_point"));
             let fep_expires_at = free_entry
-                .then(|| status.pointer("/conversation/expiration_timestamp"))
+                .then(|| tree(status.conversation))
                 .flatten()
-                .and_then(UnixSeconds::parse_meta);
+                .and_then(|c| {
+                    c.get("expiration_timestamp")
+                        .and_then(UnixSeconds::parse_meta)
+                });
             Some(Statement::Window(Input::BusinessSent {
-                id: item_id(status)?,
+                id: text(status.id).map(MessageId::new)?,
                 at,
                 fep_expires_at,
             }))
         }
         "failed" => {
-            let errors = status.get("errors").and_then(Value::as_array)?;
+            let errors = tree(status.errors)?;
+            let errors = errors.as_array()?;
             let has = |code: i64| {
                 errors
                     .iter()

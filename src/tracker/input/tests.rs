@@ -12,6 +12,73 @@ fn cfg() -> WindowConfig {
     }
 }
 
+/// The record as the receiver writes it, decoded; these tests only write JSON.
+fn decode(record: Value, cfg: &WindowConfig) -> TrackerInput {
+    super::decode(&serde_json::to_vec(&record).expect("JSON"), cfg).expect("decodable")
+}
+
+#[test]
+fn only_a_value_that_is_not_json_is_undecodable() {
+    let decode = |bytes: &[u8]| super::decode(bytes, &cfg());
+    assert_eq!(decode(b"{\"type\": ").err(), Some(NotJson));
+    assert_eq!(decode(b"not json").err(), Some(NotJson));
+    for other_json in [
+        &b"[1, 2]"[..],
+        b"null",
+        b"{\"no\": \"type\"}",
+        b"{\"type\": 5}",
+    ] {
+        assert!(matches!(decode(other_json), Ok(TrackerInput::Ignored)));
+    }
+}
+
+#[test]
+fn a_field_of_an_unexpected_type_goes_unread_without_failing_the_item() {
+    // A numeric id: the message cannot be told apart from others, so it opens nothing.
+    let numeric_id = decode(
+        event(
+            "whatsapp.message.received",
+            json!({"message": {"id": 7, "timestamp": "100", "type": "text"}}),
+        ),
+        &cfg(),
+    );
+    assert!(matches!(numeric_id, TrackerInput::Ignored));
+    // A referral that is not an object is no referral; the message still opens the window.
+    let odd_referral = decode(
+        event(
+            "whatsapp.message.received",
+            json!({"message": {"id": "m", "timestamp": 100, "type": "text", "referral": "x",
+                               "extra": {"deep": [1, {"a": null}]}}}),
+        ),
+        &cfg(),
+    );
+    assert!(matches!(
+        odd_referral,
+        TrackerInput::Rules {
+            input: Statement::Window(Input::CustomerMessage {
+                at: UnixSeconds(100),
+                referral: false,
+                ..
+            }),
+            ..
+        }
+    ));
+    // A timestamp with a fraction is unreadable, whatever its JSON type.
+    for stamp in [json!("100.5"), json!(100.5), json!(true)] {
+        let input = decode(
+            event(
+                "whatsapp.message.received",
+                json!({"message": {"id": "m", "timestamp": stamp, "type": "text"}}),
+            ),
+            &cfg(),
+        );
+        assert!(
+            matches!(input, TrackerInput::Rejected(Implausible::Unreadable)),
+            "{stamp}"
+        );
+    }
+}
+
 fn event(event_type: &str, data: Value) -> Value {
     json!({"specversion": "1.0", "type": event_type, "id": "x", "data": data})
 }
