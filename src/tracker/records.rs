@@ -333,6 +333,11 @@ pub fn routing_record<T: Serialize>(
 }
 
 fn serialize<T: Serialize>(event: &CloudEvent<'_, T>) -> Vec<u8> {
+    // Room for a whole state record up front, instead of growing the buffer field by field.
+    let mut out = Vec::with_capacity(1024);
     // Serializing plain structs of strings and integers into memory cannot fail.
-    event.to_vec().unwrap_or_default()
+    match event.write_to(&mut out) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
