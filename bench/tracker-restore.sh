@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Restore: CONTACTS contacts read back from the state topic and rebuilt (aim: 1 M in under 5 s).
+#
+# 1. Kafka (scripts/kafka); a tracker on empty topics creates them (PARTITIONS partitions) and
+#    is stopped.
+# 2. CONTACTS state records of distinct contacts (BSUID, wa_id, an open customer service window)
+#    are written into the state topic by `benches/api.rs load`, with the tracker's own record
+#    encoder and partitioner.
+# 3. ROUNDS times, each binary of WK_BINS in turn (A B A B): a tracker starts in a new group on
+#    those topics. Reported: its restore (windowkeeper_restore_duration_seconds: the state topic
+#    read to its end and the book rebuilt, for all partitions at once), start -> ready (restore
+#    plus the group join), and its CPU seconds until ready.
+#
+# Environment: CONTACTS (1000000), PARTITIONS (12), ROUNDS (2), WK_BINS (space-separated
+# binaries; default WK_BIN), KAFKA_HEAP, BENCH_OUT.
+source "$(dirname "$0")/lib.sh"
+
+CONTACTS="${CONTACTS:-1000000}"
+PARTITIONS="${PARTITIONS:-12}"
+ROUNDS="${ROUNDS:-2}"
+read -r -a BINS <<<"${WK_BINS:-$WK_BIN}"
+PREFIX=rs
+
+log "building benches/api.rs (the state record loader)"
+API_BENCH_BUILT=$(cd "$REPO_DIR" && cargo bench --bench api --no-run --message-format=json -q \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "api":
+        print(m["executable"])')
+[[ -x "$API_BENCH_BUILT" ]] || { log "no benches/api.rs executable"; exit 1; }
+API_BENCH="$WORK_DIR/api-bench"
+cp "$API_BENCH_BUILT" "$API_BENCH"
+
+prepare "contacts: $CONTACTS; partitions: $PARTITIONS; rounds: $ROUNDS; binaries: ${BINS[*]}"
+start_broker
+
+ADMIN=$(free_port)
+WINDOWKEEPER_LOG=warn start_tracker tracker-empty "$BROKER_PORT" "$ADMIN" "$PREFIX" --partitions "$PARTITIONS"
+wait_ready "$ADMIN" 120
+stop_gently "$WK_TRACKER_PID"
+log "writing $CONTACTS state records into $PREFIX.window-state"
+"$API_BENCH" load --brokers "127.0.0.1:$BROKER_PORT" --topic "$PREFIX.window-state" \
+    --contacts "$CONTACTS" 2>&1 | tee "$BENCH_OUT/load.txt" >&2
+
+RESULTS="$BENCH_OUT/results.tsv"
+printf 'binary\tround\trestore_s\tready_s\tcpu_s\tcontacts\n' >"$RESULTS"
+for round in $(seq 1 "$ROUNDS"); do
+    for bin in "${BINS[@]}"; do
+        ADMIN=$(free_port)
+        T0=$(date +%s.%N)
+        WK_BIN="$bin" WINDOWKEEPER_LOG="info,rdkafka=warn" start_tracker "tracker-$round-$(basename "$bin")" \
+            "$BROKER_PORT" "$ADMIN" "$PREFIX" --partitions "$PARTITIONS" --group-id "restore-$round-$RANDOM"
+        wait_ready "$ADMIN" 300
+        T_READY=$(date +%s.%N)
+        CPU=$(cpu_seconds "$WK_TRACKER_PID")
+        RESTORE=$(metric_value "$ADMIN" windowkeeper_restore_duration_seconds_sum)
+        TRACKED=$(metric_value "$ADMIN" windowkeeper_tracked_contacts)
+        printf '%s\t%s\t%.2f\t%.2f\t%.2f\t%s\n' "$(basename "$bin")" "$round" "$RESTORE" \
+            "$(seconds_between "$T0" "$T_READY")" "$CPU" "${TRACKED:-?}" | tee -a "$RESULTS" >&2
+        stop_gently "$WK_TRACKER_PID"
+    done
+done
+column -t "$RESULTS" | tee "$BENCH_OUT/summary.txt"
+finish 0 "restore measured"
