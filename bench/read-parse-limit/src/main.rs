@@ -13,7 +13,14 @@
 //! `isolation.level=read_committed` and counts records whose value contains
 //! `whatsapp.window.opened` (no parsing). Exits once it has counted N.
 //!
-//! Both print `KEY EPOCH_SECONDS [...]` lines on stdout: `start`, `assigned` (limit: the first
+//! `read-parse-limit copy BROKERS SOURCE DESTINATION`: the harness's fresh input. Creates
+//! DESTINATION with SOURCE's partition count and `message.timestamp.type=LogAppendTime` (as
+//! windowkeeper creates its inbound topic) and copies every record of SOURCE (as of the start)
+//! into the same partition, key, value and headers as they are (acks=all, idempotent). Each
+//! start of a program reads its own copy: the tracker appends records of its own (contact
+//! aliases) to the topic it reads, which later starts must not see.
+//!
+//! All print `KEY EPOCH_SECONDS [...]` lines on stdout: `start`, `assigned` (limit: the first
 //! assignment), `first` (the first record read / counted; the limit adds its CPU seconds),
 //! `progress` (every second) and `done EPOCH RECORDS CPU_SECONDS [...]`, CPU being this
 //! process's user + system time from /proc/self/stat.
@@ -24,9 +31,18 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -155,17 +171,7 @@ fn count(brokers: &str, topic: &str, n: u64) -> Result<(), String> {
         .map_err(|e| format!("consumer: {e}"))?;
     // Wait for the topic (the program under test creates it).
     let partitions = loop {
-        let found = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-            })
-            .filter(|&p| p > 0);
-        if let Some(p) = found {
+        if let Some(p) = partition_count(&consumer, topic) {
             break p;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -209,6 +215,139 @@ fn count(brokers: &str, topic: &str, n: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs a future to completion on this thread (the admin client's only).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = TaskContext::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// SOURCE's partition count, from the broker's metadata (None while it does not exist).
+fn partition_count(consumer: &BaseConsumer<impl ConsumerContext>, topic: &str) -> Option<usize> {
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .filter(|&p| p > 0)
+}
+
+fn copy(brokers: &str, source: &str, destination: &str) -> Result<(), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "4")
+        .set("group.id", "tracker-peers-copy")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| format!("consumer: {e}"))?;
+    let partitions = partition_count(&consumer, source).ok_or(format!("no topic {source}"))?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "4")
+        .create()
+        .map_err(|e| format!("admin: {e}"))?;
+    let topic = NewTopic::new(
+        destination,
+        i32::try_from(partitions).unwrap_or(1),
+        TopicReplication::Fixed(1),
+    )
+    .set("message.timestamp.type", "LogAppendTime");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in
+        block_on(admin.create_topics([&topic], &options)).map_err(|e| format!("create: {e}"))?
+    {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(format!("create {name}: {code}")),
+        }
+    }
+    let mut ends = HashMap::new();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        let p = i32::try_from(p).unwrap_or(0);
+        let (low, high) = consumer
+            .fetch_watermarks(source, p, Duration::from_secs(10))
+            .map_err(|e| format!("watermarks: {e}"))?;
+        if high > low {
+            ends.insert(p, high);
+            list.add_partition_offset(source, p, Offset::Beginning)
+                .map_err(|e| format!("assign: {e}"))?;
+        }
+    }
+    consumer.assign(&list).map_err(|e| format!("assign: {e}"))?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "4")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| format!("producer: {e}"))?;
+    let mut copied = 0u64;
+    while !ends.is_empty() {
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            producer.poll(Duration::ZERO);
+            continue;
+        };
+        let message = result.map_err(|e| format!("consume: {e}"))?;
+        let partition = message.partition();
+        if ends
+            .get(&partition)
+            .is_some_and(|&end| message.offset() < end)
+        {
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(destination).partition(partition);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            if let Some(headers) = message.headers() {
+                record = record.headers(headers.detach());
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(format!("produce: {e}")),
+                }
+            }
+            copied += 1;
+            producer.poll(Duration::ZERO);
+        }
+        if ends
+            .get(&partition)
+            .is_some_and(|&end| message.offset() + 1 >= end)
+        {
+            ends.remove(&partition);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("flush: {e}"))?;
+    say(&format!("done {:.3} {copied} {:.2}", now(), cpu_seconds()));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     say(&format!("start {:.3}", now()));
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -223,8 +362,9 @@ fn main() -> ExitCode {
             parse_n(n).and_then(|n| limit(brokers, topic, group, n))
         }
         ["count", brokers, topic, n] => parse_n(n).and_then(|n| count(brokers, topic, n)),
+        ["copy", brokers, source, destination] => copy(brokers, source, destination),
         _ => Err(
-            "usage: read-parse-limit limit BROKERS TOPIC GROUP N | count BROKERS TOPIC N".into(),
+            "usage: read-parse-limit limit BROKERS TOPIC GROUP N | count BROKERS TOPIC N | copy BROKERS SOURCE DESTINATION".into(),
         ),
     };
     match result {
