@@ -27,35 +27,7 @@ prepare "processing guarantee: $GUARANTEE"
 start_stack "$PREFIX" --partitions "$PARTITIONS"
 log "posting $N messages, $BATCH per webhook"
 
-pytool - "http://127.0.0.1:$LISTEN/webhook" "$SECRET" "$N" "$BATCH" <<'EOF'
-import asyncio, sys, time
-import aiohttp
-from wkbench import batch, sign
-
-url, secret, n, per = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-
-async def main():
-    started = time.time()
-    slots = asyncio.Semaphore(4)
-    codes = {}
-    async with aiohttp.ClientSession() as session:
-        async def one(first):
-            body = batch(min(per, n - first), first_customer=1650000000 + first, wamid_prefix="wamid.TT")
-            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(secret, body)}
-            for attempt in range(5):
-                async with slots:
-                    async with session.post(url, data=body, headers=headers) as r:
-                        await r.read()
-                        codes[r.status] = codes.get(r.status, 0) + 1
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(1)
-            raise SystemExit(f"batch at {first} not accepted")
-        await asyncio.gather(*(one(f) for f in range(0, n, per)))
-    print(f"posted {n} messages in {time.time() - started:.1f} s, answers {codes}", flush=True)
-
-asyncio.run(main())
-EOF
+post_messages "http://127.0.0.1:$LISTEN/webhook" "$N" "$BATCH" wamid.TT
 live_metrics "$ADMIN" events_published_total >&2
 
 TRACKER_ADMIN=$(free_port)
