@@ -1,5 +1,6 @@
-//! Publishing: the shared producer, replaced after failures, and one request's records.
+//! Publishing: the shared producers, replaced after failures, and one request's records.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -11,14 +12,40 @@ use crate::config::KafkaSettings;
 
 use super::*;
 
-/// The producer every component writes through. After a failed publish it is replaced by a
-/// fresh one (at most once per `REPLACE_AFTER`): an idempotent producer can be left in a
+/// The producers every component writes through. After a failed publish they are replaced
+/// by fresh ones (at most once per `REPLACE_AFTER`): an idempotent producer can be left in a
 /// state it never leaves (a fatal error, or a broker that lost its producer-id state in a
 /// restart and rejects the old session's sequence numbers), and a new session costs at most a
 /// duplicate, which the deterministic event ids make harmless.
+///
+/// Two producers with the same guarantees (acks=all, idempotence) and different lingers: a
+/// publish goes through the immediate one (`linger.ms=0`) while it has at most
+/// `IMMEDIATE_MAX_RECORDS` records in flight, and through the batching one (`linger.ms=1`)
+/// otherwise. A lone webhook is then sent at once, and under load the immediate producer
+/// never has more records in flight than idempotence allows produce requests per partition
+/// (5), past which librdkafka spins (see [`batching_producer`]). A publish's records all go
+/// through one producer, in order; publishes that run at the same time have no order between
+/// them anyway.
 pub struct Publisher {
     settings: KafkaSettings,
-    current: std::sync::Mutex<(FutureProducer, std::time::Instant)>,
+    current: std::sync::Mutex<(Producers, std::time::Instant)>,
+    /// Records handed to the immediate producer and not yet acknowledged (or failed).
+    immediate_in_flight: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Producers {
+    immediate: FutureProducer,
+    batching: FutureProducer,
+}
+
+impl Producers {
+    fn new(settings: &KafkaSettings) -> Result<Self, SetupError> {
+        Ok(Self {
+            immediate: producer(settings)?,
+            batching: batching_producer(settings)?,
+        })
+    }
 }
 
 /// How long a producer whose queue is full is left to send before it is offered more.
@@ -27,26 +54,77 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 /// Least time between two producer replacements.
 const REPLACE_AFTER: Duration = Duration::from_secs(2);
 
+/// Most records in flight through the immediate producer: below idempotence's 5 produce
+/// requests per partition even if they all share one partition.
+const IMMEDIATE_MAX_RECORDS: usize = 4;
+
+/// A reservation of records on the immediate producer, released when dropped.
+struct ImmediateSlot<'a> {
+    in_flight: &'a AtomicUsize,
+    records: usize,
+}
+
+impl Drop for ImmediateSlot<'_> {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(self.records, Ordering::AcqRel);
+    }
+}
+
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, SetupError> {
-        let producer = producer(settings)?;
+        let producers = Producers::new(settings)?;
         Ok(Self {
             settings: settings.clone(),
-            current: std::sync::Mutex::new((producer, std::time::Instant::now())),
+            current: std::sync::Mutex::new((producers, std::time::Instant::now())),
+            immediate_in_flight: AtomicUsize::new(0),
         })
     }
 
-    pub fn current(&self) -> FutureProducer {
+    fn producers(&self) -> Producers {
         match self.current.lock() {
             Ok(guard) => guard.0.clone(),
             Err(poisoned) => poisoned.into_inner().0.clone(),
         }
     }
 
-    /// See [`publish_all`]; a failure also retires the producer that failed.
+    /// The batching producer, for what needs a client rather than a publish (metadata).
+    pub fn current(&self) -> FutureProducer {
+        self.producers().batching
+    }
+
+    fn reserve_immediate(&self, records: usize) -> Option<ImmediateSlot<'_>> {
+        let mut in_flight = self.immediate_in_flight.load(Ordering::Acquire);
+        loop {
+            if in_flight + records > IMMEDIATE_MAX_RECORDS {
+                return None;
+            }
+            match self.immediate_in_flight.compare_exchange_weak(
+                in_flight,
+                in_flight + records,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(ImmediateSlot {
+                        in_flight: &self.immediate_in_flight,
+                        records,
+                    })
+                }
+                Err(now) => in_flight = now,
+            }
+        }
+    }
+
+    /// See [`publish_all`]; a failure also retires the producers.
     pub async fn publish_all(&self, records: &[OutboundRecord<'_>]) -> Result<(), PublishError> {
-        let producer = self.current();
-        let result = publish_all(&producer, records, self.settings.publish_timeout).await;
+        let producers = self.producers();
+        let slot = self.reserve_immediate(records.len());
+        let producer = match slot {
+            Some(_) => &producers.immediate,
+            None => &producers.batching,
+        };
+        let result = publish_all(producer, records, self.settings.publish_timeout).await;
+        drop(slot);
         match &result {
             Ok(()) => {}
             // The broker's limit, not the producer's state: a new producer would not help.
@@ -59,38 +137,46 @@ impl Publisher {
                      (and the broker's message.max.bytes) to at least max_record_bytes"
                 );
             }
-            Err(_) => self.replace(&producer),
+            Err(_) => self.replace(&producers),
         }
         result
     }
 
-    fn replace(&self, failed: &FutureProducer) {
+    fn replace(&self, failed: &Producers) {
         let Ok(mut guard) = self.current.lock() else {
             return;
         };
-        let (producer, since) = &*guard;
-        // Another request already replaced it, or it is too soon to churn again.
-        if producer.client().native_ptr() != failed.client().native_ptr()
+        let (producers, since) = &*guard;
+        // Another request already replaced them, or it is too soon to churn again.
+        if producers.immediate.client().native_ptr() != failed.immediate.client().native_ptr()
             || since.elapsed() < REPLACE_AFTER
         {
             return;
         }
-        match self::producer(&self.settings) {
+        match Producers::new(&self.settings) {
             Ok(fresh) => {
-                if let Some(reason) = failed.client().fatal_error() {
-                    tracing::error!(?reason, "Kafka producer failed fatally");
+                for producer in [&failed.immediate, &failed.batching] {
+                    if let Some(reason) = producer.client().fatal_error() {
+                        tracing::error!(?reason, "Kafka producer failed fatally");
+                    }
                 }
-                tracing::warn!("replacing the Kafka producer after a failed publish");
+                tracing::warn!("replacing the Kafka producers after a failed publish");
                 let retired = std::mem::replace(&mut *guard, (fresh, std::time::Instant::now()));
                 // Destroying a producer waits for its queue; keep that off the async threads.
                 tokio::task::spawn_blocking(move || drop(retired));
             }
-            Err(error) => tracing::error!(%error, "cannot create a new Kafka producer"),
+            Err(error) => tracing::error!(%error, "cannot create new Kafka producers"),
         }
     }
 
     pub fn flush(&self, timeout: Duration) {
-        flush(&self.current(), timeout);
+        let producers = self.producers();
+        let deadline = std::time::Instant::now() + timeout;
+        flush(&producers.immediate, timeout);
+        flush(
+            &producers.batching,
+            deadline.saturating_duration_since(std::time::Instant::now()),
+        );
     }
 }
 
