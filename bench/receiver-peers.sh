@@ -83,8 +83,8 @@ bench_crate() {
     local dir="$BENCH_DIR/$1" target
     target="${CARGO_TARGET_DIR:-$dir/target}"
     log "building bench/$1"
-    (cd "$dir" && nice -n 10 cargo build --release --locked -q) >&2
-    cp "$target/release/$1" "$WORK_DIR/$1"
+    (cd "$dir" && nice -n 10 cargo build --release --locked -q) >&2 || exit 1
+    cp "$target/release/$1" "$WORK_DIR/$1" || exit 1
     echo "$WORK_DIR/$1"
 }
 if wants floor && [[ -z "${FLOOR_BIN:-}" ]]; then
