@@ -9,7 +9,8 @@
 # 3. ROUNDS times, each binary of WK_BINS in turn (A B A B): a tracker starts in a new group on
 #    those topics. Reported: its restore (windowkeeper_restore_duration_seconds: the state topic
 #    read to its end and the book rebuilt, for all partitions at once), start -> ready (restore
-#    plus the group join), and its CPU seconds until ready.
+#    plus the group join), its CPU seconds until ready, and start -> the API's read view holding
+#    every contact (windowkeeper_api_view_contacts).
 #
 # Environment: CONTACTS (1000000), PARTITIONS (12), ROUNDS (2), WK_BINS (space-separated
 # binaries; default WK_BIN), KAFKA_HEAP, BENCH_OUT.
@@ -44,7 +45,7 @@ log "writing $CONTACTS state records into $PREFIX.window-state"
     --contacts "$CONTACTS" 2>&1 | tee "$BENCH_OUT/load.txt" >&2
 
 RESULTS="$BENCH_OUT/results.tsv"
-printf 'binary\tround\trestore_s\tready_s\tcpu_s\tcontacts\n' >"$RESULTS"
+printf 'binary\tround\trestore_s\tready_s\tcpu_s\tcontacts\tview_full_s\n' >"$RESULTS"
 for round in $(seq 1 "$ROUNDS"); do
     for bin in "${BINS[@]}"; do
         ADMIN=$(free_port)
@@ -56,8 +57,14 @@ for round in $(seq 1 "$ROUNDS"); do
         CPU=$(cpu_seconds "$WK_TRACKER_PID")
         RESTORE=$(metric_value "$ADMIN" windowkeeper_restore_duration_seconds_sum)
         TRACKED=$(metric_value "$ADMIN" windowkeeper_tracked_contacts)
-        printf '%s\t%s\t%.2f\t%.2f\t%.2f\t%s\n' "$(basename "$bin")" "$round" "$RESTORE" \
-            "$(seconds_between "$T0" "$T_READY")" "$CPU" "${TRACKED:-?}" | tee -a "$RESULTS" >&2
+        for i in $(seq 1 1200); do # 0.1 s steps, 120 s at most
+            [[ "$(metric_value "$ADMIN" windowkeeper_api_view_contacts)" == "$CONTACTS" ]] && break
+            sleep 0.1
+        done
+        T_VIEW=$(date +%s.%N)
+        printf '%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%.2f\n' "$(basename "$bin")" "$round" "$RESTORE" \
+            "$(seconds_between "$T0" "$T_READY")" "$CPU" "${TRACKED:-?}" \
+            "$(seconds_between "$T0" "$T_VIEW")" | tee -a "$RESULTS" >&2
         stop_gently "$WK_TRACKER_PID"
     done
 done

@@ -150,6 +150,8 @@ fn load(args: &[String]) {
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
+        // As the tracker writes its state records.
+        .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "200000")
         .set("acks", "all")
         .set("enable.idempotence", "true")

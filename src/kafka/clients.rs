@@ -48,10 +48,26 @@ fn apply_properties(config: &mut ClientConfig, settings: &KafkaSettings) {
 /// `linger.ms=0`: a record is sent as soon as it is queued, for the least latency when few
 /// records are in flight (see [`batching_producer`] for the rest).
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> {
-    producer_config(settings, IMMEDIATE_LINGER_MS)
+    producer_config(settings, &[("linger.ms", IMMEDIATE_LINGER_MS)])
         .create()
         .map_err(SetupError::Client)
 }
+
+/// The tracker's at-least-once output: [`producer`]'s settings, compressed (see
+/// [`TRACKER_OUTPUT`]).
+pub fn tracker_producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> {
+    producer_config(settings, TRACKER_OUTPUT)
+        .create()
+        .map_err(SetupError::Client)
+}
+
+/// The tracker writes whole batches at once (events, state records of about 1 KB of JSON each),
+/// so its batches compress well: lz4 cut the bytes the broker stores and serves, and a
+/// restore fetches (`BENCHMARKS.md` section 8). The receiver's requests are too small to gain.
+const TRACKER_OUTPUT: &[(&str, &str)] = &[
+    ("linger.ms", IMMEDIATE_LINGER_MS),
+    ("compression.type", "lz4"),
+];
 
 /// The same settings as [`producer`] but `linger.ms=1`, for when many records are in flight.
 /// With `linger.ms=0` and idempotence, once a partition has its 5 produce requests in flight
@@ -60,7 +76,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> 
 /// busy machine that steals CPU from everything else, the broker included, and requests wait
 /// tens of milliseconds. A 1 ms linger gathers those records into one request instead.
 pub fn batching_producer(settings: &KafkaSettings) -> Result<FutureProducer, SetupError> {
-    producer_config(settings, BATCHING_LINGER_MS)
+    producer_config(settings, &[("linger.ms", BATCHING_LINGER_MS)])
         .create()
         .map_err(SetupError::Client)
 }
@@ -68,7 +84,8 @@ pub fn batching_producer(settings: &KafkaSettings) -> Result<FutureProducer, Set
 const IMMEDIATE_LINGER_MS: &str = "0";
 const BATCHING_LINGER_MS: &str = "1";
 
-fn producer_config(settings: &KafkaSettings, linger_ms: &str) -> ClientConfig {
+/// `tuning`: settings of this producer's use, under the operator's own properties.
+fn producer_config(settings: &KafkaSettings, tuning: &[(&str, &str)]) -> ClientConfig {
     let timeout_ms = settings
         .publish_timeout
         .as_millis()
@@ -79,11 +96,13 @@ fn producer_config(settings: &KafkaSettings, linger_ms: &str) -> ClientConfig {
         // Each webhook waits for its acks: lingering adds to a lone request's latency
         // (measured: linger.ms=0 made 5x the requests/s of linger.ms=1 at one request at a
         // time), so the receiver lingers only when many records are in flight (`Publisher`).
-        .set("linger.ms", linger_ms)
         .set("message.max.bytes", settings.max_record_bytes.to_string())
         .set("partitioner", PARTITIONER)
         .set("message.timeout.ms", &timeout_ms)
         .set("request.timeout.ms", &timeout_ms);
+    for (key, value) in tuning {
+        config.set(*key, *value);
+    }
     apply_properties(&mut config, settings);
     config.set("acks", "all").set("enable.idempotence", "true");
     config
@@ -96,7 +115,7 @@ pub fn transactional_producer(
     settings: &KafkaSettings,
     transactional_id: &str,
 ) -> Result<FutureProducer, KafkaError> {
-    let mut config = producer_config(settings, IMMEDIATE_LINGER_MS);
+    let mut config = producer_config(settings, TRACKER_OUTPUT);
     config
         .set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", "10000")

@@ -43,8 +43,11 @@ use crate::domain::UnixSeconds;
 use crate::kafka::Publisher;
 use crate::metrics::{KafkaOperation, Metrics};
 
-/// Most records handled in one batch (one round of acknowledgements and one commit).
-const MAX_BATCH: usize = 2000;
+/// Most records handled in one batch (one round of acknowledgements and one commit). A
+/// transaction costs several round trips whatever its size, so its size sets the exactly-once
+/// rate: 2,000 held the tracker at ~12 k events/s here, 8,000 doubled that (`BENCHMARKS.md`
+/// section 8). Batches only take what is already fetched, so they are small when traffic is.
+const MAX_BATCH: usize = 8000;
 /// How long a failed transactional producer may take to be replaced.
 const RENEW_DEADLINE: Duration = Duration::from_secs(180);
 /// How long at-least-once output is retried before the tracker rebuilds its partitions from
@@ -139,7 +142,8 @@ impl Tracker {
             .map_err(TrackerError::Consumer)?;
         let output = match settings.processing_guarantee {
             ProcessingGuarantee::AtLeastOnce => Output::AtLeastOnce(
-                crate::kafka::producer(kafka).map_err(|e| TrackerError::Output(e.to_string()))?,
+                crate::kafka::tracker_producer(kafka)
+                    .map_err(|e| TrackerError::Output(e.to_string()))?,
             ),
             ProcessingGuarantee::ExactlyOnce => {
                 let id = transactional_id(&settings);
