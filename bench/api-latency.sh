@@ -58,16 +58,7 @@ if [[ -z "$WK_BIN_GIVEN" ]]; then
     log "cargo build --release"
     (cd "$REPO_DIR" && cargo build --release -q)
 fi
-log "building benches/api.rs (the state record loader and the target list)"
-API_BENCH_BUILT=$(cd "$REPO_DIR" && cargo bench --bench api --no-run --message-format=json -q \
-    | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "api":
-        print(m["executable"])')
-[[ -x "$API_BENCH_BUILT" ]] || { log "no benches/api.rs executable"; exit 1; }
-API_BENCH="$WORK_DIR/api-bench"
-cp "$API_BENCH_BUILT" "$API_BENCH"
+build_api_bench
 
 prepare
 {

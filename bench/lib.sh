@@ -346,40 +346,29 @@ prepare() {
 }
 
 # post_messages URL N BATCH [WAMID_PREFIX]: posts N customer text messages to the receiver at
-# URL, signed, BATCH per webhook (4 at a time, each retried up to 5 times), from N distinct
-# customers (1650000000 + i) stamped now, so the inbound topic gets N
+# URL, signed, BATCH per webhook (bench/tools/post_batches.py: 4 at a time, each retried), from
+# N distinct customers (1650000000 + i) stamped now, so the inbound topic gets N
 # `whatsapp.message.received` events made by the real normalizer, each opening one window.
 # Fails unless every webhook got a 200.
 post_messages() {
-    pytool - "$1" "$SECRET" "$2" "$3" "${4:-wamid.TT}" <<'EOF'
-import asyncio, sys, time
-import aiohttp
-from wkbench import batch, sign
+    pytool "$BENCH_DIR/tools/post_batches.py" "$1" "$SECRET" 1650000000 "$2" --per "$3" \
+        --wamid-prefix "${4:-wamid.TT}"
+}
 
-url, secret, n, per, prefix = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-
-async def main():
-    started = time.time()
-    slots = asyncio.Semaphore(4)
-    codes = {}
-    async with aiohttp.ClientSession() as session:
-        async def one(first):
-            body = batch(min(per, n - first), first_customer=1650000000 + first, wamid_prefix=prefix)
-            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(secret, body)}
-            for attempt in range(5):
-                async with slots:
-                    async with session.post(url, data=body, headers=headers) as r:
-                        await r.read()
-                        codes[r.status] = codes.get(r.status, 0) + 1
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(1)
-            raise SystemExit(f"batch at {first} not accepted")
-        await asyncio.gather(*(one(f) for f in range(0, n, per)))
-    print(f"posted {n} messages in {time.time() - started:.1f} s, answers {codes}", flush=True)
-
-asyncio.run(main())
-EOF
+# build_api_bench: builds benches/api.rs (the state record loader and the target list of the
+# API benchmarks) and sets API_BENCH to a copy of it.
+build_api_bench() {
+    local built
+    log "building benches/api.rs (the state record loader and the target list)"
+    built=$(cd "$REPO_DIR" && cargo bench --bench api --no-run --message-format=json -q \
+        | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "api":
+        print(m["executable"])')
+    [[ -x "$built" ]] || { log "no benches/api.rs executable"; exit 1; }
+    API_BENCH="$WORK_DIR/api-bench"
+    cp "$built" "$API_BENCH"
 }
 
 # --- wrk runs (bench/http-compare.sh, bench/linger-experiment.sh) ---------------------------

@@ -9,7 +9,8 @@
 # 3. ROUNDS times, each binary of WK_BINS in turn (A B A B): a tracker starts in a new group on
 #    those topics. Reported: its restore (windowkeeper_restore_duration_seconds: the state topic
 #    read to its end and the book rebuilt, for all partitions at once), start -> ready (restore
-#    plus the group join), its CPU seconds until ready, and start -> the API's read view holding
+#    plus the group join), its CPU seconds until ready, the tracked_contacts gauge (refreshed
+#    every 5 s: 0 after a start quicker than that), and start -> the API's read view holding
 #    every contact (windowkeeper_api_view_contacts).
 #
 # Environment: CONTACTS (1000000), PARTITIONS (12), ROUNDS (2), WK_BINS (space-separated
@@ -22,16 +23,7 @@ ROUNDS="${ROUNDS:-2}"
 read -r -a BINS <<<"${WK_BINS:-$WK_BIN}"
 PREFIX=rs
 
-log "building benches/api.rs (the state record loader)"
-API_BENCH_BUILT=$(cd "$REPO_DIR" && cargo bench --bench api --no-run --message-format=json -q \
-    | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "api":
-        print(m["executable"])')
-[[ -x "$API_BENCH_BUILT" ]] || { log "no benches/api.rs executable"; exit 1; }
-API_BENCH="$WORK_DIR/api-bench"
-cp "$API_BENCH_BUILT" "$API_BENCH"
+build_api_bench
 
 prepare "contacts: $CONTACTS; partitions: $PARTITIONS; rounds: $ROUNDS; binaries: ${BINS[*]}"
 start_broker

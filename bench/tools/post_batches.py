@@ -20,11 +20,12 @@ async def post(args):
     async with aiohttp.ClientSession() as session:
         async def one(first):
             items = min(args.per, args.first + args.count - first)
+            # Built once: a retry sends the same webhook again, as Meta does.
+            body = batch(items, first_customer=first, timestamp=args.timestamp,
+                         wamid_prefix=args.wamid_prefix)
+            headers = {"Content-Type": "application/json",
+                       "X-Hub-Signature-256": sign(args.secret, body)}
             for _ in range(10):
-                body = batch(items, first_customer=first, timestamp=args.timestamp,
-                             wamid_prefix=args.wamid_prefix)
-                headers = {"Content-Type": "application/json",
-                           "X-Hub-Signature-256": sign(args.secret, body)}
                 async with slots:
                     async with session.post(args.url, data=body, headers=headers) as r:
                         await r.read()
