@@ -19,10 +19,15 @@ impl UnixSeconds {
     /// Meta sends timestamps as decimal strings; some producers send numbers.
     pub fn parse_meta(value: &serde_json::Value) -> Option<Self> {
         match value {
-            serde_json::Value::String(s) => s.trim().parse().ok().map(Self),
+            serde_json::Value::String(s) => Self::parse_meta_text(s),
             serde_json::Value::Number(n) => n.as_i64().map(Self),
             _ => None,
         }
+    }
+
+    /// A timestamp sent as a string: decimal seconds, surrounding spaces allowed.
+    pub fn parse_meta_text(text: &str) -> Option<Self> {
+        text.trim().parse().ok().map(Self)
     }
 
     pub fn plus(self, seconds: i64) -> Self {

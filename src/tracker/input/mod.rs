@@ -214,28 +214,27 @@ pub(super) fn check_json(value: &[u8]) -> Result<(), NotJson> {
         .map_err(|_| NotJson)
 }
 
-/// A JSON value read whole; only for the rare items (calls, user id updates, preferences).
+/// A raw field read as `T`: a JSON string as text, a whole item as a tree (only for the rare
+/// ones: calls, user id updates, preferences). A field of another type reads as absent.
+fn read<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
 fn tree(raw: Option<&RawValue>) -> Option<Value> {
-    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    read(raw)
 }
 
-/// A field that is a JSON string; any other type reads as absent.
 fn text<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
-    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    read(raw)
 }
 
-/// Meta's timestamp field, as [`UnixSeconds::parse_meta`] reads it.
+/// Meta's timestamp field, as [`UnixSeconds::parse_meta`] reads it, without building a tree
+/// for the usual string.
 fn stamp(raw: Option<&RawValue>) -> Option<UnixSeconds> {
-    let raw = raw?.get();
-    if raw.starts_with('"') {
-        return serde_json::from_str::<Cow<str>>(raw)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .map(UnixSeconds);
+    match text(raw) {
+        Some(text) => UnixSeconds::parse_meta_text(&text),
+        None => tree(raw).and_then(|v| UnixSeconds::parse_meta(&v)),
     }
-    serde_json::from_str::<Value>(raw)
-        .ok()
-        .and_then(|v| UnixSeconds::parse_meta(&v))
 }
 
 fn decode_inbound(event_type: InboundType, data: Data, cfg: &WindowConfig) -> TrackerInput {
