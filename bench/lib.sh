@@ -346,12 +346,14 @@ prepare() {
 }
 
 # post_messages URL N BATCH [WAMID_PREFIX]: posts N customer text messages to the receiver at
-# URL, signed, BATCH per webhook (bench/tools/post_batches.py: 4 at a time, each retried), from
+# URL, signed, BATCH per webhook (bench/tools/post_batches.py: 4 at a time, each retried as Meta
+# does), from
 # N distinct customers (1650000000 + i) stamped now, so the inbound topic gets N
 # `whatsapp.message.received` events made by the real normalizer, each opening one window.
 # Fails unless every webhook got a 200.
 post_messages() {
-    pytool "$BENCH_DIR/tools/post_batches.py" "$1" "$SECRET" 1650000000 "$2" --per "$3" \
+    pytool "$BENCH_DIR/tools/post_batches.py" --url "$1" --secret "$SECRET" \
+        --out "$BENCH_OUT/posted-${4:-wamid.TT}.json" 1650000000 "$2" --per "$3" \
         --wamid-prefix "${4:-wamid.TT}"
 }
 

@@ -35,11 +35,13 @@ URL="http://127.0.0.1:$LISTEN/webhook"
 T0=$(date +%s)
 DUE=$((T0 + WINDOW))
 log "posting $CLOSING messages stamped $T0: their windows end at $DUE"
-pytool "$BENCH_DIR/tools/post_batches.py" "$URL" "$SECRET" 1000000000 "$CLOSING" \
+pytool "$BENCH_DIR/tools/post_batches.py" --url "$URL" --secret "$SECRET" \
+    --out "$BENCH_OUT/posted-closing.json" 1000000000 "$CLOSING" \
     --timestamp "$T0" --wamid-prefix wamid.TLC >&2
 sleep $((T0 + LEAD + 10 - $(date +%s)))
 log "posting the other $((N - CLOSING)) messages, stamped when posted"
-pytool "$BENCH_DIR/tools/post_batches.py" "$URL" "$SECRET" 2000000000 "$((N - CLOSING))" \
+pytool "$BENCH_DIR/tools/post_batches.py" --url "$URL" --secret "$SECRET" \
+    --out "$BENCH_OUT/posted-others.json" 2000000000 "$((N - CLOSING))" \
     --wamid-prefix wamid.TLO >&2
 POSTED=$(date +%s)
 while true; do
