@@ -11,7 +11,8 @@ impl ContactWindows {
         cfg: &WindowConfig,
         out: &mut Vec<WindowEvent>,
     ) {
-        self.referral_at = self.referral_at.max(referral_at);
+        let entry_point = self.entry_point_mut();
+        entry_point.referral_at = entry_point.referral_at.max(referral_at);
         // The reply may have been processed before the message it answers: then the offer
         // was taken up before we knew of it, and only the FEP remains to open.
         if let Some(reply_at) = self.remembered_reply(referral_at, cfg) {
@@ -31,14 +32,14 @@ impl ContactWindows {
         out: &mut Vec<WindowEvent>,
     ) {
         // Nothing to offer while an FEP runs: the reply is free anyway.
-        if self.entry.is_open() {
+        if self.entry_point().entry.is_open() {
             return;
         }
         let expires_at = referral_at.plus(cfg.reply_window_secs());
         if expires_at <= now {
             return; // late: the offer was over before we learned of it
         }
-        let offer = self.offer;
+        let offer = self.entry_point().offer;
         if offer.is_open() {
             if expires_at > offer.expires_at {
                 self.move_end(WindowKind::FreeEntryOffer, expires_at, now, cfg);
@@ -68,7 +69,7 @@ impl ContactWindows {
         cfg: &WindowConfig,
         out: &mut Vec<WindowEvent>,
     ) {
-        let offer = self.offer;
+        let offer = self.entry_point().offer;
         if !offer.is_open() {
             return;
         }
@@ -90,7 +91,7 @@ impl ContactWindows {
         out: &mut Vec<WindowEvent>,
     ) {
         self.remember_send(at, now, cfg);
-        if let Some(referral_at) = known(self.referral_at) {
+        if let Some(referral_at) = known(self.entry_point().referral_at) {
             if answers(referral_at, at, cfg) {
                 self.on_reply(at, referral_at, now, cfg, out);
             }
@@ -107,7 +108,7 @@ impl ContactWindows {
         cfg: &WindowConfig,
         out: &mut Vec<WindowEvent>,
     ) {
-        let entry = self.entry;
+        let entry = self.entry_point().entry;
         let expires_at = reply_at.plus(cfg.free_entry_window_secs);
         match entry.status {
             Status::Open => {
@@ -142,7 +143,7 @@ impl ContactWindows {
                 out,
             );
         } else {
-            self.entry = Window {
+            self.entry_point_mut().entry = Window {
                 opened_at: reply_at,
                 expires_at,
                 status: Status::Missed,
@@ -160,7 +161,7 @@ impl ContactWindows {
         cfg: &WindowConfig,
         out: &mut Vec<WindowEvent>,
     ) {
-        let entry = self.entry;
+        let entry = self.entry_point().entry;
         if expires_at <= sent_at {
             return; // not a window
         }
@@ -175,7 +176,7 @@ impl ContactWindows {
             } else {
                 expires_at
             };
-            self.entry.expires_at_from_meta = true;
+            self.entry_point_mut().entry.expires_at_from_meta = true;
             self.move_end(WindowKind::FreeEntryPoint, expires_at, now, cfg);
             return;
         }
@@ -187,7 +188,7 @@ impl ContactWindows {
         }
         self.convert_offer(sent_at, cfg, out);
         if expires_at <= now {
-            self.entry = Window {
+            self.entry_point_mut().entry = Window {
                 opened_at: sent_at,
                 expires_at,
                 status: Status::Missed,

@@ -6,17 +6,27 @@ impl ContactWindows {
     pub(super) fn window(&self, kind: WindowKind) -> &Window {
         match kind {
             WindowKind::CustomerService => &self.service,
-            WindowKind::FreeEntryPoint => &self.entry,
-            WindowKind::FreeEntryOffer => &self.offer,
+            WindowKind::FreeEntryPoint => &self.entry_point().entry,
+            WindowKind::FreeEntryOffer => &self.entry_point().offer,
         }
+    }
+
+    pub(super) fn entry_point(&self) -> &EntryPoint {
+        self.entry_point.as_deref().unwrap_or(&NO_ENTRY_POINT)
+    }
+
+    /// Allocates the entry point's memory: only for a change that makes it differ from
+    /// [`EntryPoint::NONE`].
+    pub(super) fn entry_point_mut(&mut self) -> &mut EntryPoint {
+        allocated(&mut self.entry_point)
     }
 
     pub(super) fn parts(&mut self, kind: WindowKind) -> Parts<'_> {
         let merged = self.merged.as_deref_mut().map(|m| m.of_mut(kind));
         let window = match kind {
             WindowKind::CustomerService => &mut self.service,
-            WindowKind::FreeEntryPoint => &mut self.entry,
-            WindowKind::FreeEntryOffer => &mut self.offer,
+            WindowKind::FreeEntryPoint => &mut allocated(&mut self.entry_point).entry,
+            WindowKind::FreeEntryOffer => &mut allocated(&mut self.entry_point).offer,
         };
         Parts {
             window,
@@ -159,6 +169,10 @@ impl ContactWindows {
         let merged = self.merged.as_deref().map_or(&[][..], |m| m.of(kind));
         merged.iter()
     }
+}
+
+fn allocated(entry_point: &mut Option<Box<EntryPoint>>) -> &mut EntryPoint {
+    entry_point.get_or_insert_with(|| Box::new(EntryPoint::NONE))
 }
 
 /// How many leads' warning times (`expires_at - lead`) are not ahead of `now`.

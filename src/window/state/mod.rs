@@ -79,17 +79,44 @@ struct Window {
     expires_at_from_meta: bool,
 }
 
+impl Window {
+    const NEVER_OPENED: Self = Self {
+        opened_at: NEVER,
+        expires_at: NEVER,
+        leads_done: 0,
+        status: Status::Never,
+        expires_at_from_meta: false,
+    };
+}
+
 impl Default for Window {
     fn default() -> Self {
-        Self {
-            opened_at: NEVER,
-            expires_at: NEVER,
-            leads_done: 0,
-            status: Status::Never,
-            expires_at_from_meta: false,
-        }
+        Self::NEVER_OPENED
     }
 }
+
+/// The free entry point window, the offer before it and the newest referral. Only contacts
+/// that came through a Click-to-WhatsApp ad have any of it, so it lives behind one allocation
+/// made when it is first set; `None` and "all never" are the same state, and only `None` is
+/// ever stored for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryPoint {
+    entry: Window,
+    /// The free entry offer: open while a reply to the newest referral would still open an FEP.
+    offer: Window,
+    /// The newest referral message.
+    referral_at: UnixSeconds,
+}
+
+impl EntryPoint {
+    const NONE: Self = Self {
+        entry: Window::NEVER_OPENED,
+        offer: Window::NEVER_OPENED,
+        referral_at: NEVER,
+    };
+}
+
+static NO_ENTRY_POINT: EntryPoint = EntryPoint::NONE;
 
 impl Window {
     fn is_open(&self) -> bool {
@@ -141,15 +168,12 @@ impl Merged {
 #[serde(from = "StateRecord", into = "StateRecord")]
 pub struct ContactWindows {
     service: Window,
-    entry: Window,
-    /// The free entry offer: open while a reply to the newest referral would still open an FEP.
-    offer: Window,
+    /// `None` for most contacts; see [`EntryPoint`].
+    entry_point: Option<Box<EntryPoint>>,
     /// Customer messages stamped at or before this no longer open or extend the CSW: the newest
     /// message that counted, or Meta's newest 131047 report, whichever is later. While the CSW
     /// is open it is exactly the last inbound message's timestamp.
     inbound_floor: UnixSeconds,
-    /// The newest referral message.
-    referral_at: UnixSeconds,
     /// The earliest and latest business sends still worth remembering, for a referral message
     /// that arrives after the reply that answered it.
     earliest_send_at: UnixSeconds,
@@ -163,10 +187,8 @@ impl Default for ContactWindows {
     fn default() -> Self {
         Self {
             service: Window::default(),
-            entry: Window::default(),
-            offer: Window::default(),
+            entry_point: None,
             inbound_floor: NEVER,
-            referral_at: NEVER,
             earliest_send_at: NEVER,
             latest_send_at: NEVER,
             last_inbound_message_id: None,
@@ -246,10 +268,10 @@ impl ContactWindows {
         let memory = cfg.memory_secs();
         [
             self.inbound_floor,
-            self.referral_at,
+            self.entry_point().referral_at,
             self.earliest_send_at,
             self.latest_send_at,
-            self.entry.expires_at,
+            self.entry_point().entry.expires_at,
         ]
         .into_iter()
         .filter_map(known)
@@ -284,7 +306,9 @@ impl ContactWindows {
             self.last_inbound_message_id = old.last_inbound_message_id.take();
         }
         self.inbound_floor = self.inbound_floor.max(old.inbound_floor);
-        self.referral_at = self.referral_at.max(old.referral_at);
+        if old.entry_point().referral_at > self.entry_point().referral_at {
+            self.entry_point_mut().referral_at = old.entry_point().referral_at;
+        }
         self.earliest_send_at = match (known(self.earliest_send_at), known(old.earliest_send_at)) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or(NEVER),
@@ -340,5 +364,46 @@ impl ContactWindows {
             last_inbound_message_id: self.last_inbound_message_id.clone(),
             close_reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most contacts never meet a Click-to-WhatsApp ad: they must not pay for its windows, and
+    /// equal states must be equal however they were reached (live or read back).
+    #[test]
+    fn the_entry_point_is_allocated_only_when_a_referral_sets_it() {
+        let cfg = WindowConfig::new(100, 300, [50], false);
+        let mut out = Vec::new();
+        let mut state = ContactWindows::default();
+        let message = |at: i64, referral: bool| Input::CustomerMessage {
+            id: MessageId::new(format!("wamid.{at}")),
+            at: UnixSeconds(at),
+            referral,
+        };
+        let send = |at: i64| Input::BusinessSent {
+            id: MessageId::new(format!("wamid.out.{at}")),
+            at: UnixSeconds(at),
+            fep_expires_at: None,
+        };
+        for (input, now) in [(message(10, false), 10), (send(20), 20)] {
+            state.apply(&input, UnixSeconds(now), &cfg, &mut out);
+        }
+        state.tick(UnixSeconds(500), &cfg, &mut out);
+        assert!(state.entry_point.is_none(), "no referral, no entry point");
+        let read_back: ContactWindows =
+            serde_json::from_value(serde_json::to_value(&state).expect("serializes"))
+                .expect("reads back");
+        assert_eq!(read_back, state);
+        assert!(read_back.entry_point.is_none());
+
+        state.apply(&message(600, true), UnixSeconds(600), &cfg, &mut out);
+        assert!(state.entry_point.is_some(), "the referral is remembered");
+        let read_back: ContactWindows =
+            serde_json::from_value(serde_json::to_value(&state).expect("serializes"))
+                .expect("reads back");
+        assert_eq!(read_back, state);
     }
 }

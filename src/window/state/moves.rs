@@ -12,9 +12,9 @@ impl ContactWindows {
     ) {
         let theirs = *old.window(kind);
         let their_merged = old
-            .parts(kind)
             .merged
-            .map(std::mem::take)
+            .as_deref_mut()
+            .map(|merged| std::mem::take(merged.of_mut(kind)))
             .unwrap_or_default();
         let ours = *self.window(kind);
         match (ours.is_open(), theirs.is_open()) {

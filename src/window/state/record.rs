@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, UnixSeconds};
 
-use super::{known, ContactWindows, Merged, MergedIdentity, Status, Window, NEVER};
+use super::{known, ContactWindows, EntryPoint, Merged, MergedIdentity, Status, Window, NEVER};
 use crate::window::CloseReason;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,10 +142,10 @@ impl From<ContactWindows> for StateRecord {
         let offer_merged = merged.map_or(&[][..], |m| &m.free_entry_offer[..]);
         Self {
             customer_service: WindowRecord::from_window(&state.service, service_merged),
-            free_entry_point: WindowRecord::from_window(&state.entry, entry_merged),
-            free_entry_offer: WindowRecord::from_window(&state.offer, offer_merged),
+            free_entry_point: WindowRecord::from_window(&state.entry_point().entry, entry_merged),
+            free_entry_offer: WindowRecord::from_window(&state.entry_point().offer, offer_merged),
             inbound_floor_at: known(state.inbound_floor),
-            referral_at: known(state.referral_at),
+            referral_at: known(state.entry_point().referral_at),
             earliest_business_send_at: known(state.earliest_send_at),
             latest_business_send_at: known(state.latest_send_at),
             last_inbound_message_id: state.last_inbound_message_id,
@@ -172,12 +172,15 @@ impl From<StateRecord> for ContactWindows {
             free_entry_point: entry_merged,
             free_entry_offer: offer_merged,
         };
-        ContactWindows {
-            service,
+        let entry_point = EntryPoint {
             entry,
             offer,
-            inbound_floor: record.inbound_floor_at.unwrap_or(NEVER),
             referral_at: record.referral_at.unwrap_or(NEVER),
+        };
+        ContactWindows {
+            service,
+            entry_point: (entry_point != EntryPoint::NONE).then(|| Box::new(entry_point)),
+            inbound_floor: record.inbound_floor_at.unwrap_or(NEVER),
             earliest_send_at: record.earliest_business_send_at.unwrap_or(NEVER),
             latest_send_at: record.latest_business_send_at.unwrap_or(NEVER),
             last_inbound_message_id: record.last_inbound_message_id,
