@@ -614,12 +614,29 @@ async fn implausible_timestamps_are_counted_and_do_not_poison_the_contact() {
         opened["data"]["opened_at"],
         windowkeeper::domain::UnixSeconds(at).to_rfc3339()
     );
-    let metrics = reqwest::get(app.admin_url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    // Counted just after the commit that made the event visible: wait for the counts.
+    let counted = |metrics: &str| {
+        ["timestamp_ahead", "timestamp_unreadable"]
+            .iter()
+            .all(|reason| {
+                metrics.contains(&format!(
+                    "windowkeeper_rejected_inputs_total{{reason=\"{reason}\"}}"
+                ))
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = reqwest::get(app.admin_url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        if counted(&metrics) || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     for reason in ["timestamp_ahead", "timestamp_unreadable"] {
         assert!(
             metrics.contains(&format!(

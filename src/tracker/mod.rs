@@ -10,6 +10,8 @@ mod clock;
 mod consumer;
 mod gauges;
 mod input;
+#[cfg(test)]
+mod mock_tests;
 mod output;
 pub mod records;
 pub(crate) mod restore;
@@ -25,7 +27,7 @@ pub use records::{read_state_record, Contact, TYPE_STATE};
 use clock::*;
 use consumer::*;
 use output::*;
-use unusable::Unusable;
+use unusable::Undecodable;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,6 +202,7 @@ impl Tracker {
             }
             self.handle_rebalances().await?;
             let mut outbox = Outbox::default();
+            let mut undecodable = Vec::new();
             let mut offsets: HashMap<i32, i64> = HashMap::new();
             let wall = UnixSeconds::now();
             for record in batch.drain(..) {
@@ -240,38 +243,37 @@ impl Tracker {
                     None => input::check_json(&value),
                 };
                 if applied.is_err() {
-                    Unusable::UndecodableRecord {
+                    undecodable.push(Undecodable {
                         partition: record.partition,
                         offset: record.offset,
-                        contact: record.key.as_ref(),
-                    }
-                    .emit(&self.metrics);
+                        contact: record.key,
+                    });
                 }
             }
-            for (contact, record_type) in outbox.unreadable.drain(..) {
-                Unusable::UnreadableRouting {
-                    contact: &contact,
-                    record_type,
-                }
-                .emit(&self.metrics);
-            }
-            for (contact, reason) in outbox.rejected.drain(..) {
-                Unusable::Implausible {
-                    contact: &contact,
-                    reason,
-                }
-                .emit(&self.metrics);
-            }
-            if matches!(self.output, Output::ExactlyOnce(_)) {
-                self.write_transaction(&outbox, &offsets).await?;
+            let durable = if matches!(self.output, Output::ExactlyOnce(_)) {
+                self.write_transaction(&outbox, &offsets).await?
             } else {
                 match self.write(&outbox, &stop).await? {
-                    Written::Acknowledged => self.commit(&offsets),
-                    Written::Interrupted => {}
+                    Written::Acknowledged => {
+                        self.commit(&offsets);
+                        true
+                    }
+                    // Stopping with the input's offsets uncommitted: whoever next owns the
+                    // partitions reads these records again and reports them then; reporting
+                    // them here too would count them twice.
+                    Written::Interrupted => false,
                     // Long enough that the group may have moved the partitions on: start
                     // again from what Kafka holds rather than write on.
-                    Written::GaveUp => self.rewind().await?,
+                    Written::GaveUp => {
+                        self.rewind().await?;
+                        false
+                    }
                 }
+            };
+            // Only now: a batch that was rewound is read again, and its records are reported
+            // when that batch is written.
+            if durable {
+                unusable::report(&outbox, &undecodable, &self.metrics);
             }
             self.request_ticks(wall).await;
             self.update_gauges(false);

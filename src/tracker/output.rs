@@ -159,17 +159,18 @@ impl Tracker {
 
     /// Exactly once: the batch's output and its input's offsets in one transaction. An
     /// aborted transaction leaves the book ahead of Kafka, so the assigned partitions are
-    /// rebuilt from what Kafka committed and their input is read again.
+    /// rebuilt from what Kafka committed and their input is read again. True once the batch
+    /// is committed (or had nothing to commit); false when it was rewound.
     pub(super) async fn write_transaction(
         &mut self,
         outbox: &Outbox,
         offsets: &HashMap<i32, i64>,
-    ) -> Result<(), TrackerError> {
+    ) -> Result<bool, TrackerError> {
         if outbox.is_empty() && offsets.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let Output::ExactlyOnce(transactions) = &self.output else {
-            return Ok(());
+            return Ok(true);
         };
         let (mut records, states) = output_records(&self.kafka.topics, outbox);
         records.extend(states);
@@ -183,18 +184,20 @@ impl Tracker {
         match result {
             Ok(()) => {
                 self.note_emitted(outbox);
-                Ok(())
+                Ok(true)
             }
             Err(transaction::TransactionError::Aborted(reason)) => {
                 self.metrics.kafka_error(KafkaOperation::Transaction);
                 tracing::warn!(%reason, "transaction aborted; rebuilding the assigned partitions from Kafka");
-                self.rewind().await
+                self.rewind().await?;
+                Ok(false)
             }
             Err(transaction::TransactionError::Failed(error)) => {
                 self.metrics.kafka_error(KafkaOperation::Transaction);
                 tracing::warn!(%error, "transactional producer failed; renewing it and rebuilding the assigned partitions");
                 self.renew_producer().await?;
-                self.rewind().await
+                self.rewind().await?;
+                Ok(false)
             }
             Err(fenced) => {
                 self.metrics.kafka_error(KafkaOperation::Transaction);

@@ -1,11 +1,47 @@
 //! Every inbound record the tracker cannot use, as a typed event: each one's log line sits
-//! beside its metric here, so none is skipped silently and none is reported two ways.
+//! beside its metric here, so none is skipped silently and none is reported two ways. A
+//! batch's are reported only once its output is durable ([`report`]): a batch that is
+//! rewound is read again, and would otherwise be counted twice.
 
+use super::Outbox;
 use crate::domain::ContactKey;
 use crate::metrics::{KafkaOperation, Metrics, ReasonLabels};
 use crate::window::sanity::Implausible;
 
-pub(super) enum Unusable<'a> {
+/// An inbound record that is not readable JSON, held until its batch is written.
+pub(super) struct Undecodable {
+    pub partition: i32,
+    pub offset: i64,
+    pub contact: Option<ContactKey>,
+}
+
+/// Counts and logs a batch's unusable records; call it once the batch's output is durable.
+pub(super) fn report(outbox: &Outbox, undecodable: &[Undecodable], metrics: &Metrics) {
+    for record in undecodable {
+        Unusable::UndecodableRecord {
+            partition: record.partition,
+            offset: record.offset,
+            contact: record.contact.as_ref(),
+        }
+        .emit(metrics);
+    }
+    for (contact, record_type) in &outbox.unreadable {
+        Unusable::UnreadableRouting {
+            contact,
+            record_type,
+        }
+        .emit(metrics);
+    }
+    for (contact, reason) in &outbox.rejected {
+        Unusable::Implausible {
+            contact,
+            reason: *reason,
+        }
+        .emit(metrics);
+    }
+}
+
+enum Unusable<'a> {
     /// An inbound record whose value is not readable JSON.
     UndecodableRecord {
         partition: i32,
@@ -26,7 +62,7 @@ pub(super) enum Unusable<'a> {
 }
 
 impl Unusable<'_> {
-    pub(super) fn emit(&self, metrics: &Metrics) {
+    fn emit(&self, metrics: &Metrics) {
         match self {
             Self::UndecodableRecord {
                 partition,
