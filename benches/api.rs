@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{live_bytes, Counting};
+use common::{live_bytes, meta_wamid, Counting};
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -39,7 +39,7 @@ use windowkeeper::api::view::StateView;
 use windowkeeper::domain::{ContactKey, CustomerId, MessageId, PhoneNumberId, UnixSeconds, WaId};
 use windowkeeper::kafka::partition_for_key;
 use windowkeeper::tracker::records::{state_record, Contact};
-use windowkeeper::tracker::Book;
+use windowkeeper::tracker::{Book, Contacts};
 use windowkeeper::window::{
     ContactWindows, Input, Marketing, MarketingPreference, PreferenceSource, WindowConfig,
 };
@@ -70,9 +70,7 @@ fn contact(n: u64, now: i64, cfg: &WindowConfig) -> Contact {
     let at = UnixSeconds(now - 60 - (n % 3600) as i64);
     let mut windows = ContactWindows::default();
     let input = Input::CustomerMessage {
-        id: MessageId::new(format!(
-            "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUJDMDAw{n:014}AA=="
-        )),
+        id: MessageId::new(meta_wamid(n)),
         at,
         referral: false,
     };
@@ -84,7 +82,7 @@ fn contact(n: u64, now: i64, cfg: &WindowConfig) -> Contact {
     });
     Contact {
         windows,
-        marketing,
+        marketing: marketing.map(Box::new),
         wa_id: Some(WaId::new(wa_id(n))),
         ..Contact::default()
     }
@@ -262,13 +260,13 @@ fn in_process(contacts: u64) {
     // partition holds both).
     if std::env::var("API_BENCH_BOOK").map_or(true, |v| v != "0") {
         let before = live_bytes();
-        let mut partitions: HashMap<i32, HashMap<ContactKey, Box<Contact>>> = HashMap::new();
+        let mut partitions: HashMap<i32, Contacts> = HashMap::new();
         for n in 0..contacts {
             let key = key(n);
             partitions
                 .entry(partition_for_key(key.as_str(), PARTITIONS))
                 .or_default()
-                .insert(key, Box::new(contact(n, now, &cfg)));
+                .insert(&key, contact(n, now, &cfg));
         }
         let mut book = Book::new(cfg.clone());
         for (partition, contacts) in partitions {

@@ -32,3 +32,16 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
+
+/// A wamid shaped as Meta's are (as in Meta's sample payloads): `wamid.` and the base64 of the
+/// customer's number and a 20-character message id, 62 characters in all; distinct per `n`.
+pub fn meta_wamid(n: u64) -> String {
+    use base64::Engine;
+    let mut bytes = b"\x1c\x18\x0b16505551234\x15\x02\x00\x12\x18\x14".to_vec();
+    bytes.extend_from_slice(format!("{n:020}").as_bytes());
+    bytes.push(0);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}

@@ -41,7 +41,7 @@ impl Entry {
         });
         Self {
             windows,
-            marketing: contact.marketing,
+            marketing: contact.marketing().copied(),
             wa_id: contact.wa_id.clone(),
             alias: contact
                 .alias

@@ -20,7 +20,7 @@ mod tests;
 mod transaction;
 mod unusable;
 
-pub use book::{Book, EmittedEvent, Outbox};
+pub use book::{Book, Contacts, EmittedEvent, Outbox};
 pub use input::{TYPE_ALIAS, TYPE_FORWARDED, TYPE_MOVED, TYPE_TICK};
 pub use records::{read_state_record, Contact, TYPE_STATE};
 

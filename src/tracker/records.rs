@@ -186,8 +186,9 @@ pub struct Contact {
     pub windows: ContactWindows,
     /// The marketing preference; `None` until one is stated (opted in). Kept when the windows
     /// are forgotten.
+    /// Boxed: rare, and every contact would otherwise pay for its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub marketing: Option<MarketingPreference>,
+    pub marketing: Option<Box<MarketingPreference>>,
     /// The phone-number id seen with this BSUID, so a status naming only the phone number
     /// can be routed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,7 +199,31 @@ pub struct Contact {
     pub alias: Option<Box<Alias>>,
     /// The deadline this contact has an entry for in the timer heap; not part of its state.
     #[serde(skip)]
-    pub armed: Option<UnixSeconds>,
+    pub armed: Armed,
+}
+
+/// A contact's armed deadline, if any: an `Option<UnixSeconds>` in 8 bytes instead of 16,
+/// there being one per contact. No deadline is ever the earliest representable instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Armed(UnixSeconds);
+
+impl Armed {
+    pub const NONE: Self = Self(UnixSeconds(i64::MIN));
+
+    pub fn at(deadline: UnixSeconds) -> Self {
+        debug_assert!(deadline != Self::NONE.0, "not a deadline");
+        Self(deadline)
+    }
+
+    pub fn get(self) -> Option<UnixSeconds> {
+        (self != Self::NONE).then_some(self.0)
+    }
+}
+
+impl Default for Armed {
+    fn default() -> Self {
+        Self::NONE
+    }
 }
 
 impl PartialEq for Contact {
@@ -222,6 +247,19 @@ pub struct Alias {
 }
 
 impl Contact {
+    pub fn marketing(&self) -> Option<&MarketingPreference> {
+        self.marketing.as_deref()
+    }
+
+    /// Applies a statement of the preference (see [`MarketingPreference::apply`]).
+    pub fn apply_marketing(&mut self, statement: MarketingPreference) {
+        let mut current = self.marketing().copied();
+        MarketingPreference::apply(&mut current, statement);
+        if current != self.marketing().copied() {
+            self.marketing = current.map(Box::new);
+        }
+    }
+
     pub fn alias_target(&self, now: UnixSeconds) -> Option<&ContactKey> {
         self.alias
             .as_ref()
@@ -287,7 +325,7 @@ pub fn state_record(key: &ContactKey, contact: &Contact, now: UnixSeconds) -> Ve
         customer_service: contact.windows.customer_service().map(Into::into),
         free_entry_point: contact.windows.free_entry_point().map(Into::into),
         free_entry_offer: contact.windows.free_entry_offer().map(Into::into),
-        marketing: contact.marketing.map(Into::into),
+        marketing: contact.marketing().copied().map(Into::into),
         updated_at: now,
         tracker: &tracked,
     };

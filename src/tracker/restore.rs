@@ -10,7 +10,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::records::{read_state_record, Contact};
+use super::book::Contacts;
+use super::records::read_state_record;
 use crate::config::KafkaSettings;
 use crate::domain::ContactKey;
 use crate::kafka::base_config;
@@ -43,7 +44,7 @@ impl ClientContext for RestoreContext {
 
 impl ConsumerContext for RestoreContext {}
 
-pub type Restored = HashMap<i32, HashMap<ContactKey, Box<Contact>>>;
+pub type Restored = HashMap<i32, Contacts>;
 
 /// Reads every given partition of the state topic from its start to its current end; the
 /// last record of a key wins, a tombstone forgets it. Blocking: run it off the async threads.
@@ -66,7 +67,10 @@ pub fn read_partitions(
         .set("max.partition.fetch.bytes", "10485760")
         .create_with_context(RestoreContext)
         .map_err(failed)?;
-    let mut restored: Restored = partitions.iter().map(|p| (*p, HashMap::new())).collect();
+    let mut restored: Restored = partitions
+        .iter()
+        .map(|p| (*p, Contacts::default()))
+        .collect();
     if partitions.is_empty() {
         return Ok(restored);
     }
@@ -115,11 +119,11 @@ pub fn read_partitions(
             let key = ContactKey::from_raw(&String::from_utf8_lossy(key));
             match message.payload() {
                 None => {
-                    contacts.remove(&key);
+                    contacts.remove(key.as_str());
                 }
                 Some(value) => match read_state_record(value) {
                     Some(contact) => {
-                        contacts.insert(key, Box::new(contact));
+                        contacts.insert(&key, contact);
                     }
                     // Keep what we had: an unreadable record must not erase a contact.
                     None => {

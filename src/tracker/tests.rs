@@ -202,10 +202,7 @@ fn restored_state_closes_overdue_windows_without_their_warnings() {
 
     // A new tracker restores it long after the window's end.
     let mut restarted = Book::new(cfg());
-    restarted.restore_partition(
-        PARTITION,
-        [(bsuid.clone(), Box::new(contact))].into_iter().collect(),
-    );
+    restarted.restore_partition(PARTITION, [(bsuid.clone(), contact)].into_iter().collect());
     let mut out = Outbox::default();
     restarted.tick(UnixSeconds(T0 + 3600), &mut out);
     assert_eq!(event_types(&out), ["closed"]);

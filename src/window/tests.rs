@@ -948,5 +948,5 @@ fn event_ids_and_types() {
 #[test]
 fn per_contact_state_stays_small() {
     let size = std::mem::size_of::<ContactWindows>();
-    assert!(size <= 128, "ContactWindows grew to {size} bytes");
+    assert!(size <= 80, "ContactWindows grew to {size} bytes");
 }

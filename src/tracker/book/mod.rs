@@ -5,9 +5,12 @@
 //! This file holds the partitions, applying inputs and writing or forgetting state;
 //! [`routing`] moves state and inputs between keys, [`timers`] fires deadlines.
 
+mod contacts;
 mod routing;
 mod timers;
 
+pub use contacts::Contacts;
+use contacts::Stored;
 use routing::*;
 use timers::*;
 
@@ -21,14 +24,12 @@ use super::input::{
 };
 use super::records::{
     marketing_event, marketing_event_id, routing_record, state_record, window_event,
-    window_event_id, Alias, Contact, TYPE_MARKETING_CHANGED,
+    window_event_id, Alias, Armed, Contact, TYPE_MARKETING_CHANGED,
 };
 use crate::domain::{ContactKey, UnixSeconds, WaId};
 use crate::window::marketing::effective;
 use crate::window::sanity::{self, Implausible};
-use crate::window::{
-    ContactWindows, EventType, MarketingPreference, WindowConfig, WindowEvent, WindowKind,
-};
+use crate::window::{ContactWindows, EventType, WindowConfig, WindowEvent, WindowKind};
 
 /// Everything one batch of inputs or one tick must write, in the order it must be written:
 /// routed records and window events first, state records once those are acknowledged.
@@ -61,14 +62,15 @@ impl Outbox {
 
 /// A partition's deadlines, lazily invalidated: an entry whose contact no longer has that
 /// deadline is skipped when popped. Per partition, since each partition has its own clock.
-type Timers = BinaryHeap<Reverse<(UnixSeconds, ContactKey)>>;
+/// A contact is named by its key's hash in the partition's [`Contacts`]: 8 bytes instead of a
+/// key, and when keys share a hash every one of them armed for that instant is due.
+type Timers = BinaryHeap<Reverse<(UnixSeconds, u64)>>;
 
 #[derive(Default)]
 struct Partition {
-    /// Boxed: the index stays dense (a pointer per slot) however large a contact is, which
-    /// matters more than the extra allocation at a million contacts. Changed only through
-    /// [`Partition::take`] and [`Partition::put`], which keep `open` in step.
-    contacts: HashMap<ContactKey, Box<Contact>>,
+    /// Changed only through [`Partition::take`] and [`Partition::put`], which keep `open` in
+    /// step.
+    contacts: Contacts,
     timers: Timers,
     /// Open windows by kind ([`WindowKind::ALL`] order), kept as contacts come and go: the
     /// gauge then costs nothing, where counting a million contacts stalled the runtime.
@@ -76,7 +78,7 @@ struct Partition {
 }
 
 impl Partition {
-    fn new(contacts: HashMap<ContactKey, Box<Contact>>, timers: Timers) -> Self {
+    fn new(contacts: Contacts, timers: Timers) -> Self {
         let mut open = [0; 3];
         for contact in contacts.values() {
             count_open(&mut open, contact, 1);
@@ -88,16 +90,22 @@ impl Partition {
         }
     }
 
-    fn take(&mut self, key: &ContactKey) -> Option<Box<Contact>> {
-        let contact = self.contacts.remove(key)?;
-        count_open(&mut self.open, &contact, -1);
-        Some(contact)
+    fn take(&mut self, key: &ContactKey) -> Option<Box<Stored>> {
+        let stored = self.contacts.remove(key.as_str())?;
+        count_open(&mut self.open, &stored.contact, -1);
+        Some(stored)
     }
 
-    fn put(&mut self, key: ContactKey, contact: Box<Contact>) {
-        count_open(&mut self.open, &contact, 1);
-        if let Some(replaced) = self.contacts.insert(key, contact) {
-            count_open(&mut self.open, &replaced, -1);
+    /// `key`'s contact taken out, or a new one.
+    fn take_or_new(&mut self, key: &ContactKey) -> Box<Stored> {
+        self.take(key)
+            .unwrap_or_else(|| Stored::new(key, Contact::default()))
+    }
+
+    fn put(&mut self, stored: Box<Stored>) {
+        count_open(&mut self.open, &stored.contact, 1);
+        if let Some(replaced) = self.contacts.put(stored) {
+            count_open(&mut self.open, &replaced.contact, -1);
         }
     }
 }
@@ -132,15 +140,11 @@ impl Book {
     }
 
     /// Installs a partition's restored contacts and arms their timers.
-    pub fn restore_partition(
-        &mut self,
-        partition: i32,
-        mut contacts: HashMap<ContactKey, Box<Contact>>,
-    ) {
+    pub fn restore_partition(&mut self, partition: i32, mut contacts: Contacts) {
         let mut timers = Timers::new();
-        for (key, contact) in &mut contacts {
-            contact.armed = None;
-            arm(&mut timers, &self.cfg, key, contact);
+        for (hash, contact) in contacts.hashed_mut() {
+            contact.armed = Armed::NONE;
+            arm(&mut timers, &self.cfg, hash, contact);
         }
         self.partitions
             .insert(partition, Partition::new(contacts, timers));
@@ -182,11 +186,7 @@ impl Book {
     }
 
     pub fn contact(&self, partition: i32, key: &ContactKey) -> Option<&Contact> {
-        self.partitions
-            .get(&partition)?
-            .contacts
-            .get(key)
-            .map(|c| &**c)
+        self.partitions.get(&partition)?.contacts.get(key.as_str())
     }
 
     /// One inbound record. `arrival` is when the receiver took it (the record's timestamp):
@@ -262,7 +262,7 @@ impl Book {
                             contact.windows.apply(input, arrival, &cfg, events)
                         }
                         Statement::Marketing(statement) => {
-                            MarketingPreference::apply(&mut contact.marketing, *statement);
+                            contact.apply_marketing(*statement);
                         }
                     }
                     contact.windows.tick(now, &cfg, events);
@@ -291,18 +291,18 @@ impl Book {
         out: &mut Outbox,
         update: impl FnOnce(&mut Contact, &mut Vec<WindowEvent>, &mut Vec<(ContactKey, Vec<u8>)>),
     ) {
-        let mut contact = self
+        let mut stored = self
             .partitions
             .entry(partition)
             .or_default()
-            .take(key)
-            .unwrap_or_default();
-        let before = Contact::clone(&contact);
+            .take_or_new(key);
+        let contact = &mut stored.contact;
+        let before = Contact::clone(contact);
         let mut events = Vec::new();
-        update(&mut contact, &mut events, &mut out.routed);
-        self.push_events(key, &contact, &events, now, out);
-        if effective(before.marketing.as_ref()) != effective(contact.marketing.as_ref()) {
-            if let Some(preference) = &contact.marketing {
+        update(contact, &mut events, &mut out.routed);
+        self.push_events(key, contact, &events, now, out);
+        if effective(before.marketing()) != effective(contact.marketing()) {
+            if let Some(preference) = contact.marketing() {
                 out.events.push(EmittedEvent {
                     key: key.clone(),
                     id: marketing_event_id(key, preference),
@@ -313,16 +313,17 @@ impl Book {
             }
         }
         // Windows nothing can reopen any more are forgotten; the preference is kept.
-        if contact.marketing.is_some() && has_forgettable_windows(&contact, now, &self.cfg) {
+        if contact.marketing.is_some() && has_forgettable_windows(contact, now, &self.cfg) {
             contact.windows = ContactWindows::default();
         }
-        let forget = before != Contact::default() && self.forgettable(&contact, now);
+        let forget = before != Contact::default() && self.forgettable(contact, now);
         if *contact != before || forget {
-            self.store(partition, key, contact, now, out);
+            self.store(partition, key, stored, now, out);
         } else if *contact != Contact::default() {
             let slot = self.partitions.entry(partition).or_default();
-            arm(&mut slot.timers, &self.cfg, key, &mut contact);
-            slot.put(key.clone(), contact);
+            let hash = slot.contacts.hash(key.as_str());
+            arm(&mut slot.timers, &self.cfg, hash, &mut stored.contact);
+            slot.put(stored);
         }
     }
 
@@ -355,11 +356,11 @@ impl Book {
         &mut self,
         partition: i32,
         key: &ContactKey,
-        mut contact: Box<Contact>,
+        mut stored: Box<Stored>,
         now: UnixSeconds,
         out: &mut Outbox,
     ) {
-        let forgettable = self.forgettable(&contact, now);
+        let forgettable = self.forgettable(&stored.contact, now);
         let slot = self.partitions.entry(partition).or_default();
         if forgettable {
             slot.take(key);
@@ -369,10 +370,11 @@ impl Book {
         out.states.push((
             partition,
             key.clone(),
-            Some(state_record(key, &contact, now)),
+            Some(state_record(key, &stored.contact, now)),
         ));
-        arm(&mut slot.timers, &self.cfg, key, &mut contact);
-        slot.put(key.clone(), contact);
+        let hash = slot.contacts.hash(key.as_str());
+        arm(&mut slot.timers, &self.cfg, hash, &mut stored.contact);
+        slot.put(stored);
     }
 
     fn forgettable(&self, contact: &Contact, now: UnixSeconds) -> bool {

@@ -32,13 +32,13 @@ impl Book {
             return;
         }
         let partition_map = self.partitions.entry(partition).or_default();
-        let previous = *partition_map.take(key).unwrap_or_default();
+        let previous = partition_map.take_or_new(key).contact;
         let moved = MovedState {
             from: key.clone(),
             windows: previous.windows,
             wa_id: wa_id.or(previous.wa_id),
             changed_at: at,
-            marketing: previous.marketing,
+            marketing: previous.marketing.map(|m| *m),
         };
         let id = format!("{}:moved:{}", key.as_str(), to.as_str());
         send_moved(&to, &id, &moved, now, out);
@@ -83,7 +83,7 @@ impl Book {
             contact.alias = None;
             contact.windows.absorb(moved.windows, now, &cfg, events);
             if let Some(theirs) = moved.marketing {
-                MarketingPreference::apply(&mut contact.marketing, theirs);
+                contact.apply_marketing(theirs);
             }
             contact.windows.tick(now, &cfg, events);
             remember_phone_number(contact, key, moved.wa_id, true, now, routed);
@@ -104,7 +104,7 @@ impl Book {
             return;
         }
         let partition_map = self.partitions.entry(partition).or_default();
-        let previous = *partition_map.take(key).unwrap_or_default();
+        let previous = partition_map.take_or_new(key).contact;
         // Windows kept under the phone number before a BSUID was known join the BSUID's.
         if !previous.windows.is_forgettable(now, &self.cfg) || previous.marketing.is_some() {
             let moved = MovedState {
@@ -112,7 +112,7 @@ impl Book {
                 windows: previous.windows,
                 wa_id: None,
                 changed_at: None,
-                marketing: previous.marketing,
+                marketing: previous.marketing.map(|m| *m),
             };
             let id = format!("{}:moved:{}", key.as_str(), target.as_str());
             send_moved(&target, &id, &moved, now, out);
@@ -140,7 +140,7 @@ impl Book {
             })),
             ..Contact::default()
         };
-        self.store(partition, key, Box::new(stub), now, out);
+        self.store(partition, key, Stored::new(key, stub), now, out);
     }
 }
 

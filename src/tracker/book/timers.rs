@@ -40,49 +40,49 @@ impl Book {
             if slot.timers.peek().is_none_or(|Reverse((at, _))| *at > now) {
                 return;
             }
-            let Some(Reverse((at, key))) = slot.timers.pop() else {
+            let Some(Reverse((at, hash))) = slot.timers.pop() else {
                 return;
             };
-            let Some(contact) = slot.contacts.get_mut(&key) else {
-                continue;
-            };
-            // A stale entry: the contact was re-armed for an earlier instant since.
-            if contact.armed != Some(at) {
-                continue;
-            }
-            contact.armed = None;
-            // Its deadline moved later (an extension): wait for that instead.
-            if next_deadline(contact, &self.cfg).is_some_and(|next| next > now) {
-                arm(&mut slot.timers, &self.cfg, &key, contact);
-                continue;
+            let mut due = Vec::new();
+            for stored in slot.contacts.with_hash_mut(hash) {
+                let contact = &mut stored.contact;
+                // A stale entry, or another key with the same hash: this contact was armed
+                // for another instant.
+                if contact.armed.get() != Some(at) {
+                    continue;
+                }
+                contact.armed = Armed::NONE;
+                // Its deadline moved later (an extension): wait for that instead.
+                if next_deadline(contact, &self.cfg).is_some_and(|next| next > now) {
+                    arm(&mut slot.timers, &self.cfg, hash, contact);
+                    continue;
+                }
+                due.push(ContactKey::from_raw(stored.key()));
             }
             let cfg = Arc::clone(&self.cfg);
-            self.change(partition, &key, now, out, |contact, events, _| {
-                contact.windows.tick(now, &cfg, events);
-                if contact.alias.as_ref().is_some_and(|a| a.until <= now) {
-                    contact.alias = None;
-                }
-            });
+            for key in due {
+                self.change(partition, &key, now, out, |contact, events, _| {
+                    contact.windows.tick(now, &cfg, events);
+                    if contact.alias.as_ref().is_some_and(|a| a.until <= now) {
+                        contact.alias = None;
+                    }
+                });
+            }
         }
     }
 }
 
 /// Gives a contact a timer entry for its next deadline, unless it already has one that fires
 /// no later: an extension then costs no new entry, and the old one re-arms when it fires.
-pub(super) fn arm(
-    timers: &mut Timers,
-    cfg: &WindowConfig,
-    key: &ContactKey,
-    contact: &mut Contact,
-) {
+pub(super) fn arm(timers: &mut Timers, cfg: &WindowConfig, hash: u64, contact: &mut Contact) {
     let Some(at) = next_deadline(contact, cfg) else {
         return;
     };
-    if contact.armed.is_some_and(|armed| armed <= at) {
+    if contact.armed.get().is_some_and(|armed| armed <= at) {
         return;
     }
-    contact.armed = Some(at);
-    timers.push(Reverse((at, key.clone())));
+    contact.armed = Armed::at(at);
+    timers.push(Reverse((at, hash)));
 }
 
 /// The next instant this contact needs attention: a warning or close, the end of its alias,

@@ -200,7 +200,7 @@ pub(super) fn next_warning(
 pub(super) struct Emitter<'a> {
     pub(super) kind: WindowKind,
     pub(super) expires_at: UnixSeconds,
-    pub(super) message_id: &'a Option<MessageId>,
+    pub(super) message_id: &'a Option<StoredMessageId>,
     pub(super) out: &'a mut Vec<WindowEvent>,
 }
 
@@ -211,7 +211,7 @@ impl Emitter<'_> {
             window: self.kind,
             opened_at,
             expires_at: self.expires_at,
-            last_inbound_message_id: self.message_id.clone(),
+            last_inbound_message_id: self.message_id.as_ref().map(StoredMessageId::to_message_id),
         });
     }
 
@@ -238,5 +238,5 @@ impl Emitter<'_> {
 pub(super) struct Parts<'a> {
     pub(super) window: &'a mut Window,
     pub(super) merged: Option<&'a mut Vec<MergedIdentity>>,
-    pub(super) message_id: &'a Option<MessageId>,
+    pub(super) message_id: &'a Option<StoredMessageId>,
 }

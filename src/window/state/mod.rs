@@ -9,10 +9,12 @@ mod mechanics;
 mod moves;
 mod record;
 mod service;
+mod stored_id;
 
 use self::mechanics::*;
 
 use self::record::StateRecord;
+use self::stored_id::StoredMessageId;
 use super::config::WindowConfig;
 use super::event::{CloseReason, EventType, WindowEvent, WindowKind, WindowView};
 
@@ -178,7 +180,7 @@ pub struct ContactWindows {
     /// that arrives after the reply that answered it.
     earliest_send_at: UnixSeconds,
     latest_send_at: UnixSeconds,
-    last_inbound_message_id: Option<MessageId>,
+    last_inbound_message_id: Option<StoredMessageId>,
     /// Windows merged in by a move; `None` in all but that rare case, so no allocation.
     merged: Option<Box<Merged>>,
 }
@@ -361,7 +363,10 @@ impl ContactWindows {
             opened_at: window.opened_at,
             expires_at: window.expires_at,
             expires_at_from_meta: window.expires_at_from_meta,
-            last_inbound_message_id: self.last_inbound_message_id.clone(),
+            last_inbound_message_id: self
+                .last_inbound_message_id
+                .as_ref()
+                .map(StoredMessageId::to_message_id),
             close_reason,
         })
     }

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageId, UnixSeconds};
 
-use super::{known, ContactWindows, EntryPoint, Merged, MergedIdentity, Status, Window, NEVER};
+use super::{
+    known, ContactWindows, EntryPoint, Merged, MergedIdentity, Status, StoredMessageId, Window,
+    NEVER,
+};
 use crate::window::CloseReason;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -148,7 +151,10 @@ impl From<ContactWindows> for StateRecord {
             referral_at: known(state.entry_point().referral_at),
             earliest_business_send_at: known(state.earliest_send_at),
             latest_business_send_at: known(state.latest_send_at),
-            last_inbound_message_id: state.last_inbound_message_id,
+            last_inbound_message_id: state
+                .last_inbound_message_id
+                .as_ref()
+                .map(StoredMessageId::to_message_id),
         }
     }
 }
@@ -183,7 +189,10 @@ impl From<StateRecord> for ContactWindows {
             inbound_floor: record.inbound_floor_at.unwrap_or(NEVER),
             earliest_send_at: record.earliest_business_send_at.unwrap_or(NEVER),
             latest_send_at: record.latest_business_send_at.unwrap_or(NEVER),
-            last_inbound_message_id: record.last_inbound_message_id,
+            last_inbound_message_id: record
+                .last_inbound_message_id
+                .as_ref()
+                .map(StoredMessageId::new),
             merged: (!merged.is_empty()).then(|| Box::new(merged)),
         }
     }

@@ -19,7 +19,7 @@ impl ContactWindows {
             return;
         }
         self.inbound_floor = at;
-        self.last_inbound_message_id = Some(id.clone());
+        self.last_inbound_message_id = Some(StoredMessageId::new(id));
         if self.service.is_open() {
             let expires_at = expires_at.max(self.service.expires_at);
             self.move_end(WindowKind::CustomerService, expires_at, now, cfg);
