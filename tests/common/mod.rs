@@ -65,10 +65,15 @@ impl Proc {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
+                if status.code().is_none() {
+                    // Killed by a signal: say which, since the exit code cannot.
+                    eprintln!("windowkeeper ended by {status}");
+                }
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("windowkeeper still running after {within:?}: killed");
         let _ = child.kill();
         let _ = child.wait();
         None
