@@ -1,4 +1,4 @@
-//! The receiver against a real Tansu broker: handshake, signatures, publishing, dead letters,
+//! The receiver against a real Apache Kafka broker (scripts/kafka): handshake, signatures, publishing, dead letters,
 //! limits, and a broker outage answered with 503 and recovered from without loss.
 
 mod common;
