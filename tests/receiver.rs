@@ -1,5 +1,6 @@
-//! The receiver against a real Apache Kafka broker (scripts/kafka): handshake, signatures, publishing, dead letters,
-//! limits, and a broker outage answered with 503 and recovered from without loss.
+//! The receiver against a real Apache Kafka broker (scripts/kafka): handshake, signatures,
+//! publishing, dead letters, limits, and a broker outage answered with 503 and recovered from
+//! without loss.
 
 mod common;
 

@@ -1,6 +1,7 @@
-//! The tracker end to end against a real Apache Kafka broker (scripts/kafka), with windows of seconds: events arrive
-//! in order with the right instants, duplicates change nothing, a crash or a departing group
-//! member never loses or repeats a close, and Meta's corrections and id changes are followed.
+//! The tracker end to end against a real Apache Kafka broker (scripts/kafka), with windows of
+//! seconds: events arrive in order with the right instants, duplicates change nothing, a crash or a
+//! departing group member never loses or repeats a close, and Meta's corrections and id changes are
+//! followed.
 
 mod common;
 
