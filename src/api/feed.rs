@@ -51,6 +51,8 @@ pub fn follow(
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "50")
+        // As for the tracker's restore: no 1 s pauses while catching up on the whole topic.
+        .set("fetch.queue.backoff.ms", "10")
         .create_with_context(RestoreContext)
         .map_err(failed)?;
     let mut assignment = TopicPartitionList::new();

@@ -65,6 +65,10 @@ pub fn read_partitions(
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
+        // Reading a whole topic, the local queue fills faster than it drains, and librdkafka
+        // then pauses that partition's fetching for this long (1 s by default): a quarter of
+        // a 1 M contact restore was spent in those pauses (BENCHMARKS.md section 8).
+        .set("fetch.queue.backoff.ms", "10")
         .create_with_context(RestoreContext)
         .map_err(failed)?;
     let mut restored: Restored = partitions
