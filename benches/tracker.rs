@@ -135,6 +135,15 @@ fn main() {
     if keep_states {
         let average = state_records.value_bytes() / state_records.len().max(1);
         let started = Instant::now();
+        let decoded = state_records
+            .iter()
+            .filter_map(|(_, _, value)| read_state_record(value))
+            .count();
+        println!(
+            "decode only, {decoded} state records: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        let started = Instant::now();
         let mut partitions: HashMap<i32, Contacts> = HashMap::new();
         for (partition, key, value) in state_records.iter() {
             if let Some(contact) = read_state_record(value) {
