@@ -329,12 +329,7 @@ async fn tokens_ids_and_paths_get_their_status_codes() {
         .await
         .expect("reachable");
     assert_eq!(other.status(), 404);
-    let metrics = reqwest::get(app.admin_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for outcome in ["unauthorized", "unknown", "malformed"] {
         assert!(
             metrics.contains(&format!(

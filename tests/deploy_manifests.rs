@@ -1581,12 +1581,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     // One accepted webhook, so the labelled series exist as well as the families.
     let response = post_signed(&app.webhook_url(), &fixture("text-message.json")).await;
     assert_eq!(response.status(), 200, "{}", app.stderr());
-    let scrape = reqwest::get(app.admin_url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let scrape = app.metrics().await;
     let (names, families) = queryable_names(&scrape);
     assert!(
         names.contains("windowkeeper_webhook_requests_total"),

@@ -228,14 +228,7 @@ async fn receiver_end_to_end() {
     );
 
     // Metrics name outcomes and never show a secret.
-    let metrics = client
-        .get(app.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("windowkeeper_webhook_requests_total{outcome=\"accepted\"}"),
         "{metrics}"

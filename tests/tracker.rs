@@ -625,19 +625,7 @@ async fn implausible_timestamps_are_counted_and_do_not_poison_the_contact() {
                 ))
             })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        let metrics = reqwest::get(app.admin_url("/metrics"))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        if counted(&metrics) || std::time::Instant::now() > deadline {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let metrics = app.metrics_when(Duration::from_secs(10), counted).await;
     for reason in ["timestamp_ahead", "timestamp_unreadable"] {
         assert!(
             metrics.contains(&format!(

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -288,6 +289,18 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_windowkeeper")
 }
 
+/// Where a process's output goes when `TEST_KEEP_LOGS` names a directory: a folder per process
+/// that outlives the test, so the log of a process the test replaced is still there to read
+/// after a failure. Without it, output lives and dies with the process's temporary directory.
+fn log_dir(command: &str) -> Option<PathBuf> {
+    static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+    let root = PathBuf::from(std::env::var_os("TEST_KEEP_LOGS")?);
+    let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+    let dir = root.join(format!("{}-{n:02}-{command}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("log directory");
+    Some(dir)
+}
+
 /// A running windowkeeper process.
 pub struct App {
     pub proc: Proc,
@@ -374,8 +387,9 @@ impl App {
         }
         flag("--partitions", "3".to_owned());
         args.extend(options.extra.iter().cloned());
-        let stdout_path = dir.path().join("stdout.log");
-        let stderr_path = dir.path().join("stderr.log");
+        let logs = log_dir(options.command).unwrap_or_else(|| dir.path().to_owned());
+        let stdout_path = logs.join("stdout.log");
+        let stderr_path = logs.join("stderr.log");
         let mut command = Command::new(binary());
         command
             .args(&args)
@@ -423,6 +437,29 @@ impl App {
     /// The send-decision API's base URL.
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api)
+    }
+
+    /// The admin listener's Prometheus scrape.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The scrape once `ready` holds for it, or the last one after `within`: counters move
+    /// just after the work they count.
+    pub async fn metrics_when(&self, within: Duration, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let metrics = self.metrics().await;
+            if ready(&metrics) || Instant::now() > deadline {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn stderr(&self) -> String {
