@@ -46,17 +46,17 @@ async fn each_window_event_once_across_kill_join_leave_and_broker_restart() {
             let client = reqwest::Client::new();
             for n in 0..PER_CLIENT {
                 let customer = format!("US.9{client_number}{n:04}");
+                // Meta retries the same payload: a retry is a duplicate, never a newer message.
+                let mut body = text_webhook("88", &customer, &format!("wamid.X{customer}"), now());
+                if n % 4 == 0 {
+                    body = from_an_ad(body);
+                }
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let mut body =
-                        text_webhook("88", &customer, &format!("wamid.X{customer}"), now());
-                    if n % 4 == 0 {
-                        body = from_an_ad(body);
-                    }
                     let status = client
                         .post(&url)
                         .header("x-hub-signature-256", sign(&body))
-                        .body(body)
+                        .body(body.clone())
                         .send()
                         .await
                         .map(|r| r.status().as_u16());

@@ -733,3 +733,112 @@ async fn a_member_joining_moves_only_the_partitions_that_change_owner() {
         first.stop_cleanly(Duration::from_secs(30));
     }
 }
+
+/// The previous owner's last batch is committed but its commit markers are not all written
+/// when the next owner restores (Kafka writes them partition by partition, and the group's
+/// offsets can show before the state records do). The restore waits for the state topic's open
+/// transaction instead of ending before it: the window that batch holds is known to the new
+/// owner, which closes it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_waits_for_a_transaction_still_open_on_the_state_topic() {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use windowkeeper::domain::{ContactKey, MessageId, UnixSeconds};
+    use windowkeeper::kafka::partition_for_key;
+    use windowkeeper::tracker::records::{state_record, Contact};
+    use windowkeeper::window::{ContactWindows, Input, WindowConfig};
+
+    let broker = Broker::shared();
+    let prefix = unique_prefix("open-txn");
+    let names = topics(&prefix);
+    // Creates the topics.
+    let mut app = App::spawn_ready(short_args(AppOptions::new(
+        "tracker",
+        &broker.bootstrap(),
+        &prefix,
+    )))
+    .await;
+    app.stop_cleanly(Duration::from_secs(30));
+
+    // A window opened just now, as the previous owner's last batch recorded it.
+    let customer = "US.13491208655302741918";
+    let key = ContactKey::from_raw(&format!("106540352242922:{customer}"));
+    let opened = now();
+    let config = WindowConfig::new(10, 259_200, [2], false);
+    let mut windows = ContactWindows::default();
+    let input = Input::CustomerMessage {
+        id: MessageId::new("wamid.open-transaction"),
+        at: UnixSeconds(opened),
+        referral: false,
+    };
+    windows.apply(&input, UnixSeconds(opened), &config, &mut Vec::new());
+    let contact = Contact {
+        windows,
+        ..Contact::default()
+    };
+    let value = state_record(&key, &contact, UnixSeconds(opened));
+    let producer: ThreadedProducer<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("transactional.id", format!("{prefix}.previous-owner"))
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init");
+    producer.begin_transaction().expect("begin");
+    producer
+        .send(
+            BaseRecord::to(&names.state)
+                .key(key.as_str())
+                .payload(&value)
+                .partition(partition_for_key(key.as_str(), 3)),
+        )
+        .map_err(|(error, _)| error)
+        .expect("state record queued");
+    producer.flush(Duration::from_secs(30)).expect("written");
+
+    // The next owner starts while the transaction is open, and it is committed once that
+    // owner has its partitions: when it says it waits, or (wrongly) that it restored.
+    let mut app = App::spawn(short_args(AppOptions::new(
+        "tracker",
+        &broker.bootstrap(),
+        &prefix,
+    )));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !["transaction open; waiting", "state restored"]
+        .iter()
+        .any(|line| app.stderr().contains(line))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no restore began:\n{}",
+            app.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
+    app.wait_ready(Duration::from_secs(60)).await;
+
+    let subject = key.as_str();
+    let records = read_until(
+        &broker.bootstrap(),
+        &names.events,
+        Duration::from_secs(30),
+        |records| {
+            records
+                .iter()
+                .map(Record::json)
+                .any(|e| e["subject"] == subject && e["type"] == "whatsapp.window.closed")
+        },
+    );
+    app.stop_cleanly(Duration::from_secs(30));
+    // (Its warning is skipped if the window ended before the restore did.)
+    let types = types_for(&events_of(&records), subject, "customer_service");
+    assert!(
+        types == ["closing", "closed"] || types == ["closed"],
+        "the restored window closed once: {types:?}\n{}",
+        app.stderr()
+    );
+}

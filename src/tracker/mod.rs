@@ -77,6 +77,8 @@ pub enum TrackerError {
     Fenced(#[from] transaction::TransactionError),
     #[error("cannot rewind to the committed offsets: {0}")]
     Rewind(KafkaError),
+    #[error("cannot read the committed offset of inbound partition {partition}: {source}")]
+    Committed { partition: i32, source: KafkaError },
     #[error("the tracker's producer failed: {0}")]
     Output(String),
 }

@@ -243,6 +243,7 @@ impl Tracker {
         for element in committed.elements() {
             let offset = match element.offset() {
                 Offset::Offset(offset) => Offset::Offset(offset),
+                // Nothing committed yet: from the start, as `auto.offset.reset` says.
                 _ => Offset::Beginning,
             };
             self.consumer
@@ -263,11 +264,21 @@ impl Tracker {
         for partition in partitions {
             list.add_partition(&self.kafka.topics.inbound, *partition);
         }
-        tokio::task::block_in_place(|| {
+        let committed = tokio::task::block_in_place(|| {
             self.consumer
                 .committed_offsets(list, Duration::from_secs(60))
         })
-        .map_err(TrackerError::Rewind)
+        .map_err(TrackerError::Rewind)?;
+        // A partition answered with an error has no offset to trust, and the wait for a
+        // pending transaction may not have happened: reading from its start instead would
+        // repeat every event it ever caused.
+        for element in committed.elements() {
+            element.error().map_err(|source| TrackerError::Committed {
+                partition: element.partition(),
+                source,
+            })?;
+        }
+        Ok(committed)
     }
 
     pub(super) fn offset_list(

@@ -26,6 +26,14 @@ pub enum RestoreError {
         partition: i32,
         waited: Duration,
     },
+    #[error(
+        "state topic {topic} partition {partition} still has a transaction open after {waited:?}"
+    )]
+    TransactionOpen {
+        topic: String,
+        partition: i32,
+        waited: Duration,
+    },
 }
 
 /// Partition EOF is how a restore knows it is done, not an error to log; librdkafka's own
@@ -47,7 +55,9 @@ impl ConsumerContext for RestoreContext {}
 pub type Restored = HashMap<i32, Contacts>;
 
 /// Reads every given partition of the state topic from its start to its current end; the
-/// last record of a key wins, a tombstone forgets it. Blocking: run it off the async threads.
+/// last record of a key wins, a tombstone forgets it. A transaction still open on a partition
+/// is waited for first (see [`wait_for_open_transactions`]). Blocking: run it off the async
+/// threads.
 pub fn read_partitions(
     kafka: &KafkaSettings,
     topic: &str,
@@ -58,7 +68,11 @@ pub fn read_partitions(
         topic: topic.to_owned(),
         source,
     };
+    let started = Instant::now();
+    wait_for_open_transactions(kafka, topic, partitions, started + deadline)?;
     let consumer: BaseConsumer<RestoreContext> = base_config(kafka)
+        // Never an aborted or unfinished transaction's records, whatever the properties say.
+        .set("isolation.level", "read_committed")
         .set("group.id", "windowkeeper-restore")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -91,7 +105,6 @@ pub fn read_partitions(
     // consumer is ever handed (compacted-away updates, transaction markers), so "read until
     // offset N" could wait forever, and the fetch's own answer costs no extra round trip.
     let mut unfinished: HashSet<i32> = partitions.iter().copied().collect();
-    let started = Instant::now();
     while !unfinished.is_empty() {
         if started.elapsed() > deadline {
             let partition = unfinished.iter().next().copied().unwrap_or_default();
@@ -139,3 +152,71 @@ pub fn read_partitions(
     }
     Ok(restored)
 }
+
+/// Returns once no transaction is open on any of `partitions`: each one's last stable offset
+/// (where a read_committed fetch ends) has reached its high watermark.
+///
+/// Reading only to the last stable offset is not enough. The previous owner's last batch may
+/// be committed while its commit markers are still being written: Kafka writes them partition
+/// by partition, and the group's offsets (which the tracker waits for before restoring) can
+/// become visible before the state records do. A restore that ended before those records would
+/// hold windows the previous owner already closed, and close them again. A transaction that
+/// will never commit (its producer crashed) is aborted by the broker within the producer's
+/// transaction timeout, so the wait is bounded by it.
+fn wait_for_open_transactions(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: &[i32],
+    deadline: Instant,
+) -> Result<(), RestoreError> {
+    let failed = |source| RestoreError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
+    // The same query answers with the last stable offset or the high watermark, depending on
+    // the asking client's isolation level.
+    let client = |isolation: &str| -> Result<BaseConsumer<RestoreContext>, RestoreError> {
+        base_config(kafka)
+            .set("isolation.level", isolation)
+            .create_with_context(RestoreContext)
+            .map_err(failed)
+    };
+    let committed = client("read_committed")?;
+    let uncommitted = client("read_uncommitted")?;
+    let end = |consumer: &BaseConsumer<RestoreContext>, partition| {
+        consumer
+            .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
+            .map(|(_, end)| end)
+    };
+    let started = Instant::now();
+    let mut open: Vec<i32> = partitions.to_vec();
+    loop {
+        open.retain(|&partition| {
+            match (end(&committed, partition), end(&uncommitted, partition)) {
+                (Ok(stable), Ok(high)) => stable < high,
+                // A broker restarting: asked again below, within the deadline.
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::debug!(%error, partition, "state topic offsets not answered yet");
+                    true
+                }
+            }
+        });
+        let Some(&partition) = open.first() else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            return Err(RestoreError::TransactionOpen {
+                topic: topic.to_owned(),
+                partition,
+                waited: started.elapsed(),
+            });
+        }
+        tracing::debug!(?open, "state partitions with a transaction open; waiting");
+        std::thread::sleep(OPEN_TRANSACTION_POLL);
+    }
+}
+
+/// How long one offsets query may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often partitions with an open transaction are asked again.
+const OPEN_TRANSACTION_POLL: Duration = Duration::from_millis(100);
