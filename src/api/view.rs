@@ -8,7 +8,7 @@
 //! services read, the committed state. The cost is memory for every contact in every instance
 //! that serves the API, measured in BENCHMARKS.md.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::decision::{ContactFacts, WindowSummary};
 use crate::domain::{ContactKey, CustomerId, PhoneNumberId, UnixSeconds, WaId};
@@ -74,7 +74,9 @@ pub struct NotRestored {
 pub struct StateView {
     partitions: i32,
     restored: Vec<bool>,
-    entries: HashMap<ContactKey, Entry>,
+    /// Boxed: a million entries inline made every doubling of the table copy them all into
+    /// fresh memory, and left up to half of a table of 200-byte buckets empty.
+    entries: HashMap<ContactKey, Box<Entry>>,
     /// `<phone_number_id>:<wa_id>` to the BSUID key that last showed that phone number, for
     /// questions by phone number about contacts keyed by BSUID.
     by_phone: HashMap<ContactKey, ContactKey>,
@@ -114,7 +116,7 @@ impl StateView {
     /// A state record: the contact's whole current state under its key.
     pub fn upsert(&mut self, key: ContactKey, contact: &Contact) {
         self.forget_phone_of(&key);
-        let entry = Entry::from_contact(contact);
+        let entry = Box::new(Entry::from_contact(contact));
         if let Some(phone_key) = entry
             .wa_id
             .as_ref()
