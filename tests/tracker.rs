@@ -834,6 +834,12 @@ async fn a_restore_waits_for_a_transaction_still_open_on_the_state_topic() {
         },
     );
     app.stop_cleanly(Duration::from_secs(30));
+    assert!(
+        app.stderr()
+            .contains("state partitions had a transaction open; restoring now that it ended"),
+        "the restore says it waited:\n{}",
+        app.stderr()
+    );
     // (Its warning is skipped if the window ended before the restore did.)
     let types = types_for(&events_of(&records), subject, "customer_service");
     assert!(

@@ -190,6 +190,8 @@ fn wait_for_open_transactions(
     };
     let started = Instant::now();
     let mut open: Vec<i32> = partitions.to_vec();
+    // The partitions first found with a transaction open, for the one log line about the wait.
+    let mut waited_for: Option<Vec<i32>> = None;
     loop {
         open.retain(|&partition| {
             match (end(&committed, partition), end(&uncommitted, partition)) {
@@ -202,8 +204,16 @@ fn wait_for_open_transactions(
             }
         });
         let Some(&partition) = open.first() else {
+            if let Some(partitions) = waited_for {
+                tracing::info!(
+                    ?partitions,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "state partitions had a transaction open; restoring now that it ended"
+                );
+            }
             return Ok(());
         };
+        waited_for.get_or_insert_with(|| open.clone());
         if Instant::now() > deadline {
             return Err(RestoreError::TransactionOpen {
                 topic: topic.to_owned(),
