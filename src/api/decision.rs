@@ -12,15 +12,7 @@ use super::pricing::{Category, OpenWindows, PricingRules};
 use crate::domain::{CustomerId, PhoneNumberId, UnixSeconds};
 use crate::window::{CloseReason, Marketing, MarketingPreference, PreferenceSource, WindowKind};
 
-/// The latest window of one kind, as the state topic last showed it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowSummary {
-    pub open: bool,
-    pub opened_at: UnixSeconds,
-    /// The end while open; once closed, when it closed.
-    pub expires_at: UnixSeconds,
-    pub close_reason: Option<CloseReason>,
-}
+pub use crate::window::WindowSummary;
 
 impl WindowSummary {
     /// The window as it stands at `now`: open only while its end is ahead.

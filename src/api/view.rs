@@ -31,14 +31,7 @@ struct Entry {
 
 impl Entry {
     fn from_contact(contact: &Contact) -> Self {
-        let windows = WindowKind::ALL.map(|kind| {
-            contact.windows.latest(kind).map(|view| WindowSummary {
-                open: view.open,
-                opened_at: view.opened_at,
-                expires_at: view.expires_at,
-                close_reason: view.close_reason,
-            })
-        });
+        let windows = WindowKind::ALL.map(|kind| contact.windows.latest_summary(kind));
         Self {
             windows,
             marketing: contact.marketing().copied(),

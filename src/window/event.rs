@@ -125,6 +125,17 @@ impl WindowEvent {
     }
 }
 
+/// The latest window of one kind, as the state topic last showed it, without the message id an
+/// event carries: what the API's read view keeps of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowSummary {
+    pub open: bool,
+    pub opened_at: UnixSeconds,
+    /// The end while open; once closed, when it closed.
+    pub expires_at: UnixSeconds,
+    pub close_reason: Option<CloseReason>,
+}
+
 /// The latest announced window of one kind, open or already closed, as the state record and
 /// the metrics show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

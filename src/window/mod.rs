@@ -103,6 +103,6 @@ pub use config::{
     message_opens_window, WindowConfig, DEFAULT_CLOSING_LEADS_SECS, DEFAULT_FREE_ENTRY_WINDOW_SECS,
     DEFAULT_SERVICE_WINDOW_SECS, MAX_CLOSING_LEADS,
 };
-pub use event::{CloseReason, EventType, WindowEvent, WindowKind, WindowView};
+pub use event::{CloseReason, EventType, WindowEvent, WindowKind, WindowSummary, WindowView};
 pub use marketing::{Marketing, MarketingPreference, PreferenceSource};
 pub use state::{ContactWindows, Input};

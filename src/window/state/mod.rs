@@ -16,7 +16,7 @@ use self::mechanics::*;
 use self::record::StateRecord;
 use self::stored_id::StoredMessageId;
 use super::config::WindowConfig;
-use super::event::{CloseReason, EventType, WindowEvent, WindowKind, WindowView};
+use super::event::{CloseReason, EventType, WindowEvent, WindowKind, WindowSummary, WindowView};
 
 /// "No such instant" in the packed fields: it sorts below every real instant, so a floor that
 /// was never set lets everything through. Keeping these fields at 8 bytes instead of the 16 of
@@ -350,24 +350,35 @@ impl ContactWindows {
             .map(|identity| identity.opened_at)
     }
 
-    fn view(&self, kind: WindowKind) -> Option<WindowView> {
+    /// [`Self::latest`] without the message id, which costs a string to rebuild.
+    pub fn latest_summary(&self, kind: WindowKind) -> Option<WindowSummary> {
         let window = self.window(kind);
         let close_reason = match window.status {
             Status::Open => None,
             Status::Closed(reason) => Some(reason),
             Status::Never | Status::Missed => return None,
         };
-        Some(WindowView {
-            window: kind,
+        Some(WindowSummary {
             open: close_reason.is_none(),
             opened_at: window.opened_at,
             expires_at: window.expires_at,
-            expires_at_from_meta: window.expires_at_from_meta,
+            close_reason,
+        })
+    }
+
+    fn view(&self, kind: WindowKind) -> Option<WindowView> {
+        let summary = self.latest_summary(kind)?;
+        Some(WindowView {
+            window: kind,
+            open: summary.open,
+            opened_at: summary.opened_at,
+            expires_at: summary.expires_at,
+            expires_at_from_meta: self.window(kind).expires_at_from_meta,
             last_inbound_message_id: self
                 .last_inbound_message_id
                 .as_ref()
                 .map(StoredMessageId::to_message_id),
-            close_reason,
+            close_reason: summary.close_reason,
         })
     }
 }
