@@ -16,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::view::StateView;
 use crate::config::KafkaSettings;
 use crate::domain::ContactKey;
-use crate::kafka::base_config;
 use crate::metrics::Metrics;
 use crate::tracker::records::{read_state_record, Contact};
-use crate::tracker::restore::RestoreContext;
+use crate::tracker::restore::{state_reader_config, RestoreContext};
 
 /// Records parsed outside the lock, then applied under it in one go.
 const BATCH: usize = 2048;
@@ -44,17 +43,11 @@ pub fn follow(
         topic: topic.clone(),
         source,
     };
-    let consumer: BaseConsumer<RestoreContext> = base_config(kafka)
-        .set("group.id", "windowkeeper-api-view")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "50")
-        // As for the tracker's restore: no 1 s pauses while catching up on the whole topic.
-        .set("fetch.queue.backoff.ms", "10")
-        .create_with_context(RestoreContext)
-        .map_err(failed)?;
+    let consumer: BaseConsumer<RestoreContext> =
+        state_reader_config(kafka, "windowkeeper-api-view")
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(RestoreContext)
+            .map_err(failed)?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment

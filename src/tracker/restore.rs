@@ -8,7 +8,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::book::Contacts;
 use super::records::read_state_record;
@@ -53,6 +53,24 @@ impl ClientContext for RestoreContext {
 impl ConsumerContext for RestoreContext {}
 
 pub type Restored = HashMap<i32, Contacts>;
+
+/// What every reader of the state topic (a restore, the API's view) is: a consumer that
+/// assigns its partitions itself, commits nothing, and is told where a partition ends.
+pub(crate) fn state_reader_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = base_config(kafka);
+    config
+        // Never an aborted or unfinished transaction's records, whatever the properties say.
+        .set("isolation.level", "read_committed")
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        // Reading a whole topic, the local queue fills faster than it drains, and librdkafka
+        // then pauses that partition's fetching for this long (1 s by default): a quarter of
+        // a 1 M contact restore was spent in those pauses (BENCHMARKS.md section 8).
+        .set("fetch.queue.backoff.ms", "10");
+    config
+}
 
 /// Reads every given partition of the state topic from its start to its current end; the
 /// last record of a key wins, a tombstone forgets it. A transaction still open on a partition
@@ -120,19 +138,9 @@ fn read_to_end(
         topic: topic.to_owned(),
         source,
     };
-    let consumer: BaseConsumer<RestoreContext> = base_config(kafka)
-        // Never an aborted or unfinished transaction's records, whatever the properties say.
-        .set("isolation.level", "read_committed")
-        .set("group.id", "windowkeeper-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
+    let consumer: BaseConsumer<RestoreContext> = state_reader_config(kafka, "windowkeeper-restore")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
-        // Reading a whole topic, the local queue fills faster than it drains, and librdkafka
-        // then pauses that partition's fetching for this long (1 s by default): a quarter of
-        // a 1 M contact restore was spent in those pauses (BENCHMARKS.md section 8).
-        .set("fetch.queue.backoff.ms", "10")
         .create_with_context(RestoreContext)
         .map_err(failed)?;
     let mut restored: Restored = partitions
