@@ -13,7 +13,7 @@ use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -156,14 +156,7 @@ async fn state_topic_compacts_and_restore_after_compaction_gives_the_same_window
 async fn transactions_commit_and_abort() {
     let broker = Broker::shared();
     let topic = format!("{}.transactions", unique_prefix("txn"));
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("transactional.id", format!("{topic}.producer"))
-        .create()
-        .expect("transactional producer");
-    producer
-        .init_transactions(Duration::from_secs(30))
-        .expect("init_transactions");
+    let producer = transactional_producer(&broker.bootstrap(), &format!("{topic}.producer"));
     let send_in_transaction = |value: &str, commit: bool| {
         producer.begin_transaction().expect("begin");
         producer

@@ -669,11 +669,8 @@ async fn user_id_changes_delivered_in_reverse_order_end_at_the_newest_id() {
         |r| count_closed(r, &newest) >= 1,
     );
     app.stop_cleanly(Duration::from_secs(30));
-    let events = events_of(&read_to_end(
-        &broker.bootstrap(),
-        &names.events,
-        Duration::from_secs(30),
-    ));
+    let records = read_to_end(&broker.bootstrap(), &names.events, Duration::from_secs(30));
+    let events = events_of(&records);
     let count = |kind: &str| {
         events
             .iter()
@@ -682,14 +679,7 @@ async fn user_id_changes_delivered_in_reverse_order_end_at_the_newest_id() {
     };
     assert_eq!(count("whatsapp.window.opened"), 1, "{events:#?}");
     assert_eq!(count("whatsapp.window.closed"), 1, "{events:#?}");
-    assert_eq!(count_closed_subject(&events, &newest), 1, "{events:#?}");
-}
-
-fn count_closed_subject(events: &[Value], subject: &str) -> usize {
-    events
-        .iter()
-        .filter(|e| e["type"] == "whatsapp.window.closed" && e["subject"] == subject)
-        .count()
+    assert_eq!(count_closed(&records, &newest), 1, "{events:#?}");
 }
 
 /// A second member joining takes partitions from the first without the first re-reading
@@ -741,7 +731,7 @@ async fn a_member_joining_moves_only_the_partitions_that_change_owner() {
 /// owner, which closes it once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_waits_for_a_transaction_still_open_on_the_state_topic() {
-    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use rdkafka::producer::{BaseRecord, Producer};
     use windowkeeper::domain::{ContactKey, MessageId, UnixSeconds};
     use windowkeeper::kafka::partition_for_key;
     use windowkeeper::tracker::records::{state_record, Contact};
@@ -776,14 +766,7 @@ async fn a_restore_waits_for_a_transaction_still_open_on_the_state_topic() {
         ..Contact::default()
     };
     let value = state_record(&key, &contact, UnixSeconds(opened));
-    let producer: ThreadedProducer<_> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("transactional.id", format!("{prefix}.previous-owner"))
-        .create()
-        .expect("transactional producer");
-    producer
-        .init_transactions(Duration::from_secs(30))
-        .expect("init");
+    let producer = transactional_producer(&broker.bootstrap(), &format!("{prefix}.previous-owner"));
     producer.begin_transaction().expect("begin");
     producer
         .send(
@@ -826,12 +809,7 @@ async fn a_restore_waits_for_a_transaction_still_open_on_the_state_topic() {
         &broker.bootstrap(),
         &names.events,
         Duration::from_secs(30),
-        |records| {
-            records
-                .iter()
-                .map(Record::json)
-                .any(|e| e["subject"] == subject && e["type"] == "whatsapp.window.closed")
-        },
+        |records| count_closed(records, subject) >= 1,
     );
     app.stop_cleanly(Duration::from_secs(30));
     assert!(

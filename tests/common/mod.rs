@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub const SECRET: &str = "test-app-secret";
@@ -668,6 +669,22 @@ fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         payload: m.payload().map(<[u8]>::to_vec),
         headers,
     }
+}
+
+/// A transactional producer of the test's own, its transactions initialised.
+pub fn transactional_producer(
+    brokers: &str,
+    transactional_id: &str,
+) -> ThreadedProducer<DefaultProducerContext> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("transactional.id", transactional_id)
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions");
+    producer
 }
 
 /// A read_committed consumer that assigns partitions itself (the group id only names it).
